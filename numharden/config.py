@@ -1,0 +1,46 @@
+"""numharden configuration: defaults plus ``NUMHARDEN_*`` environment overrides.
+
+All tunables live here (house rule 12). Read them through :func:`get`, which applies the
+environment override at call time, so a test or a worker process can change them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULTS: dict[str, object] = {
+    # inference batch size used by evaluation loops and campaigns
+    "batch_size": 1000,
+    # number of threads numba kernels may use (0 = all cores)
+    "threads": 0,
+    # where the Fashion-MNIST IDX files live besides the bundled test split
+    "data_dir": "/usr/share/datasets/fashion-mnist",
+    # default built-in model
+    "default_model": "lenet5-fmnist-w4a4",
+}
+
+_TYPES = {"batch_size": int, "threads": int, "data_dir": str, "default_model": str}
+
+
+def get(key: str):
+    """Return setting ``key``, taking ``NUMHARDEN_<KEY>`` from the environment if set."""
+    if key not in DEFAULTS:
+        raise ConfigError(f"unknown setting {key!r}; known settings: {sorted(DEFAULTS)}")
+    env = os.environ.get("NUMHARDEN_" + key.upper())
+    if env is None:
+        return DEFAULTS[key]
+    try:
+        return _TYPES[key](env)
+    except ValueError:
+        raise ConfigError(
+            f"environment variable NUMHARDEN_{key.upper()}={env!r} is not a valid "
+            f"{_TYPES[key].__name__}; unset it or give e.g. {DEFAULTS[key]!r}"
+        ) from None
+
+
+def package_dir() -> Path:
+    """Folder of the installed numharden package."""
+    return Path(__file__).resolve().parent
