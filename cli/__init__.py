@@ -1,0 +1,1 @@
+"""numharden's command-line interface (installed as the package ``numharden_cli``)."""

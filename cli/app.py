@@ -1,0 +1,20 @@
+"""The numharden command: one Typer app, one module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from . import evaluate, info
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Measure and improve how quantized neural networks survive hardware faults.")
+app.command("info")(info.info)
+app.command("eval")(evaluate.eval_)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

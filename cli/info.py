@@ -1,0 +1,37 @@
+"""`numharden info`: graph, parameters, formats and stored bits of a model."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from numharden.analysis import describe
+
+from .common import JsonOpt, ModelArg, emit_json, handle_errors, load_model_arg, out
+
+
+@handle_errors
+def info(model: ModelArg = None, json_: JsonOpt = False) -> None:
+    """Show a model's graph, parameters, number formats and stored bits per tensor."""
+    d = describe(load_model_arg(model))
+    if json_:
+        emit_json(d)
+        return
+    out.print(f"[bold]{d['arch'] or 'model'}[/]  input {tuple(d['input_shape'])}  "
+              f"classes {d['num_classes']}  parameters {d['n_params']:,}  "
+              f"stored {d['stored_bits'] / 8 / 1024:.1f} KiB  sha256 {d['checksum'][:16]}")
+    t = Table(title="graph", show_lines=False)
+    for col in ("node", "op", "inputs", "output"):
+        t.add_column(col)
+    for n in d["nodes"]:
+        t.add_row(n["name"], n["op"], ", ".join(n["inputs"]), "x".join(map(str, n["output_shape"])))
+    out.print(t)
+    t = Table(title="parameters")
+    for col in ("tensor", "shape", "format", "bits/value", "stored bits", "scale"):
+        t.add_column(col)
+    for p in d["params"]:
+        t.add_row(p["name"], "x".join(map(str, p["shape"])) or "()", p["format"],
+                  str(p["bits_per_value"]), f"{p['stored_bits']:,}", p["scale"])
+    out.print(t)
+    training = d["meta"].get("training")
+    if training:
+        out.print(f"training: {training}")

@@ -1,0 +1,5 @@
+"""Model zoo (see zoo.py)."""
+
+from .zoo import ARCHS, build
+
+__all__ = ["ARCHS", "build"]
