@@ -100,7 +100,7 @@ def _small_model(seed=0, weight_format="fp32"):
 
 
 def _reference(m, x):
-    p = m.float_params()
+    p = {k: v.astype(np.float64) for k, v in m.float_params().items()}
     y = _ref_conv_nchw(x.astype(np.float64), p["conv.weight"], p["conv.bias"], 2, 1)
     sh = (1, -1, 1, 1)
     y = (y - p["bn.running_mean"].reshape(sh)) / np.sqrt(p["bn.running_var"].reshape(sh) + 1e-5)
@@ -135,7 +135,9 @@ def test_faults_reach_folded_weights(target):
     clean = m.forward(x)
     st = m.params[target]
     raw = st.raw()
-    raw.reshape(-1)[1] ^= raw.dtype.type(1 << (st.fmt.bits - 2))
+    raw ^= raw.dtype.type(1 << (st.fmt.bits - 2))  # one bit of every value, in place
+    if st.fmt.kind == "int":  # keep int4 codes sign-extended in their int8 storage
+        raw[...] = st.fmt.normalize_raw(raw)
     st.touch()
     faulty = m.forward(x)
     fresh = m.copy().forward(x)  # new cache, derived from the faulted storage
