@@ -135,7 +135,8 @@ def test_faults_reach_folded_weights(target):
     clean = m.forward(x)
     st = m.params[target]
     raw = st.raw()
-    raw ^= raw.dtype.type(1 << (st.fmt.bits - 2))  # one bit of every value, in place
+    bit = st.fmt.bits - 2 if st.fmt.kind == "int" else 21  # a mantissa bit of fp32
+    raw ^= raw.dtype.type(1 << bit)  # one bit of every value, in place
     if st.fmt.kind == "int":  # keep int4 codes sign-extended in their int8 storage
         raw[...] = st.fmt.normalize_raw(raw)
     st.touch()

@@ -67,7 +67,8 @@ class Model:
         hit = self._cache.get(key)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-        value = self._compute(node, dtype, bn)
+        with np.errstate(all="ignore"):  # faulted storage may decode to Inf/NaN
+            value = self._compute(node, dtype, bn)
         self._cache[key] = (stamp, value)
         return value
 
@@ -115,8 +116,9 @@ class Model:
         x = self._check_input(x)
         xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=dtype)
         folded = frozenset(bn.name for bn in self._folds.values()) if fold_bn else frozenset()
-        out = run(self.graph, xh, lambda node: self._derive(node, dtype, fold_bn),
-                  folded=folded, hook=hook, observe=observe)
+        with np.errstate(all="ignore"):  # faults may legitimately overflow; callers count it
+            out = run(self.graph, xh, lambda node: self._derive(node, dtype, fold_bn),
+                      folded=folded, hook=hook, observe=observe)
         return out.reshape(out.shape[0], -1)
 
     def _check_input(self, x) -> np.ndarray:
