@@ -6,12 +6,26 @@ from rich.table import Table
 
 from numharden.analysis import describe
 
+from typing import Annotated
+
+import typer
+
 from .common import JsonOpt, ModelArg, emit_json, handle_errors, load_model_arg, out
 
 
 @handle_errors
-def info(model: ModelArg = None, json_: JsonOpt = False) -> None:
+def info(model: ModelArg = None, list_: Annotated[bool, typer.Option(
+        "--list", help="List the built-in models instead.")] = False,
+         json_: JsonOpt = False) -> None:
     """Show a model's graph, parameters, number formats and stored bits per tensor."""
+    if list_:
+        import numharden_weights
+        names = numharden_weights.names()
+        if json_:
+            emit_json({"builtin": names})
+        else:
+            out.print("\n".join(names))
+        return
     d = describe(load_model_arg(model))
     if json_:
         emit_json(d)
