@@ -1,0 +1,149 @@
+"""Activations, per-channel affine (batch norm at inference) and training batch norm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError, ShapeError
+from ._check import as_float, grad_like, like
+
+
+def relu(x):
+    """max(x, 0) elementwise; NaN propagates. x : ndarray float32/float64, any shape."""
+    x = as_float("x", x)
+    return np.maximum(x, x.dtype.type(0))
+
+
+def relu_vjp(gy, x):
+    """gy where x > 0 else 0 (zero at x == 0, as PyTorch)."""
+    x = as_float("x", x)
+    gy = grad_like("gy", gy, x.shape, x.dtype)
+    return np.where(x > 0, gy, x.dtype.type(0))
+
+
+def _bounds(lo, hi):
+    lo, hi = float(lo), float(hi)
+    if not lo < hi:
+        raise ConfigError(f"hardtanh needs lo < hi, found lo={lo}, hi={hi}; swap them")
+    return lo, hi
+
+
+def hardtanh(x, lo, hi):
+    """clip(x, lo, hi) elementwise (``lo < hi``); NaN propagates."""
+    x = as_float("x", x)
+    lo, hi = _bounds(lo, hi)
+    return np.clip(x, x.dtype.type(lo), x.dtype.type(hi))
+
+
+def hardtanh_vjp(gy, x, lo, hi):
+    """gy where lo < x < hi else 0 (zero on the boundaries, as PyTorch)."""
+    x = as_float("x", x)
+    gy = grad_like("gy", gy, x.shape, x.dtype)
+    lo, hi = _bounds(lo, hi)
+    return np.where((x > x.dtype.type(lo)) & (x < x.dtype.type(hi)), gy, x.dtype.type(0))
+
+
+def relu6(x):
+    """clip(x, 0, 6) elementwise, ``hardtanh(x, 0, 6)``."""
+    return hardtanh(x, 0.0, 6.0)
+
+
+def relu6_vjp(gy, x):
+    """gy where 0 < x < 6 else 0."""
+    return hardtanh_vjp(gy, x, 0.0, 6.0)
+
+
+def channel_affine(x, a, c):
+    """``x * a + c`` per channel of the last axis (batch norm in inference form).
+
+    Parameters
+    ----------
+    x : ndarray, shape (..., C), float32 or float64
+    a, c : ndarray, shape (C,), dtype of ``x``
+
+    Returns
+    -------
+    y : ndarray, shape of ``x``
+    """
+    x = as_float("x", x)
+    C = x.shape[-1]
+    a = like("a", a, x, (C,))
+    c = like("c", c, x, (C,))
+    y = x * a
+    y += c
+    return y
+
+
+@dataclass
+class BatchNormContext:
+    """What :func:`batchnorm_train_vjp` needs from the forward pass."""
+
+    xhat: np.ndarray      # normalised input, shape of x
+    gamma: np.ndarray     # (C,)
+    inv_std: np.ndarray   # (C,), 1 / sqrt(var_biased + eps)
+
+
+def batchnorm_train(x, gamma, beta, eps):
+    """Batch normalisation with batch statistics over every axis but the last.
+
+    ``y = (x - mean) / sqrt(var + eps) * gamma + beta`` with the biased variance (as
+    PyTorch normalises in training mode; running-variance updates use the unbiased
+    one, ``var * M / (M - 1)``, which is the caller's business).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, H, W, C) or (N, C), float32 or float64
+    gamma, beta : ndarray, shape (C,), dtype of ``x``
+    eps : float > 0
+
+    Returns
+    -------
+    y : ndarray, shape of ``x``
+    mean, var_biased : ndarray, shape (C,), dtype of ``x``
+    ctx : BatchNormContext, for :func:`batchnorm_train_vjp`
+    """
+    x = as_float("x", x, (2, 4))
+    C = x.shape[-1]
+    gamma = like("gamma", gamma, x, (C,))
+    beta = like("beta", beta, x, (C,))
+    if not float(eps) > 0:
+        raise ConfigError(f"batch norm eps must be > 0, found {eps}; use e.g. 1e-5")
+    flat = x.reshape(-1, C)
+    if flat.shape[0] < 1:
+        raise ShapeError(f"batchnorm_train needs at least one value per channel, x has shape {x.shape}")
+    mean = flat.mean(axis=0, dtype=np.float64)
+    var = ((flat - mean) ** 2).mean(axis=0)
+    inv_std = (1.0 / np.sqrt(var + float(eps))).astype(x.dtype)
+    mean, var = mean.astype(x.dtype), var.astype(x.dtype)
+    xhat = (x - mean) * inv_std
+    y = xhat * gamma
+    y += beta
+    return y, mean, var, BatchNormContext(xhat, gamma, inv_std)
+
+
+def batchnorm_train_vjp(gy, ctx):
+    """VJP of :func:`batchnorm_train` (statistics differentiated too).
+
+    ``gx = gamma * inv_std * (gy - mean(gy) - xhat * mean(gy * xhat))`` per channel.
+
+    Returns
+    -------
+    gx : ndarray, shape of x
+    ggamma, gbeta : ndarray, shape (C,)
+    """
+    if not isinstance(ctx, BatchNormContext):
+        raise ConfigError(f"ctx must be the BatchNormContext returned by batchnorm_train, "
+                          f"found {type(ctx).__name__}")
+    xhat = ctx.xhat
+    gy = grad_like("gy", gy, xhat.shape, xhat.dtype)
+    C = xhat.shape[-1]
+    g2, h2 = gy.reshape(-1, C), xhat.reshape(-1, C)
+    gbeta = g2.sum(axis=0)
+    ggamma = (g2 * h2).sum(axis=0)
+    M = h2.shape[0]
+    gx = gy - gbeta / xhat.dtype.type(M)
+    gx -= xhat * (ggamma / xhat.dtype.type(M))
+    gx *= ctx.gamma * ctx.inv_std
+    return gx, ggamma, gbeta

@@ -1,0 +1,133 @@
+"""conv2d / linear forwards against loop twins, VJPs against central differences."""
+
+import numpy as np
+import pytest
+
+import naive_ops as nv
+from numharden import ops
+from numharden.errors import ConfigError, DTypeError, ShapeError
+
+# (N, H, W, Ci, Co, KH, KW, stride, padding, dilation, groups)
+CASES = [
+    (2, 7, 9, 3, 5, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (1, 8, 8, 4, 6, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    (2, 9, 7, 4, 4, 3, 3, (2, 1), (2, 0, 1, 2), (2, 2), 1),
+    (2, 6, 6, 6, 6, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 6),
+    (1, 6, 7, 4, 8, 3, 2, (1, 2), (0, 1, 1, 0), (1, 1), 2),
+    (3, 5, 5, 5, 7, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    (2, 10, 10, 1, 6, 5, 5, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    (1, 5, 5, 3, 4, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1), 1),
+    (2, 7, 7, 4, 8, 3, 3, (3, 3), (1, 1, 1, 1), (1, 1), 4),
+    (1, 9, 9, 16, 32, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    (2, 6, 5, 8, 24, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (1, 4, 4, 24, 40, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),
+]
+
+
+def _data(case, dtype, seed=0):
+    N, H, W, Ci, Co, KH, KW, s, p, d, g = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, H, W, Ci)).astype(dtype)
+    w = rng.standard_normal((KH, KW, Ci // g, Co)).astype(dtype)
+    b = rng.standard_normal(Co).astype(dtype)
+    return x, w, b, dict(stride=s, padding=p, dilation=d, groups=g)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_matches_loops(case, dtype):
+    x, w, b, kw = _data(case, dtype)
+    y = ops.conv2d(x, w, b, **kw)
+    ref = nv.conv2d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+    assert y.dtype == dtype and y.shape == ref.shape
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+    y0 = ops.conv2d(x, w, None, **kw)
+    np.testing.assert_allclose(y0 + b, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_conv2d_vjp_directional(case):
+    x, w, b, kw = _data(case, np.float64, seed=1)
+    rng = np.random.default_rng(2)
+    y = ops.conv2d(x, w, b, **kw)
+    u = rng.standard_normal(y.shape)
+    gx, gw, gb = ops.conv2d_vjp(u, x, w, **kw)
+    assert gx.shape == x.shape and gw.shape == w.shape and gb.shape == b.shape
+    vx, vw, vb = (rng.standard_normal(a.shape) for a in (x, w, b))
+    fd_x = nv.directional(lambda t: ops.conv2d(t, w, b, **kw), x, u, vx)
+    fd_w = nv.directional(lambda t: ops.conv2d(x, t, b, **kw), w, u, vw)
+    fd_b = nv.directional(lambda t: ops.conv2d(x, w, t, **kw), b, u, vb)
+    for fd, g, v in ((fd_x, gx, vx), (fd_w, gw, vw), (fd_b, gb, vb)):
+        assert np.sum(g * v) == pytest.approx(fd, rel=1e-7, abs=1e-7)
+
+
+@pytest.mark.parametrize("case", [CASES[2], CASES[4], CASES[8]])
+def test_conv2d_vjp_elementwise(case):
+    x, w, b, kw = _data(case, np.float64, seed=3)
+    x, w = x[:1], w
+    u = np.random.default_rng(4).standard_normal(ops.conv2d(x, w, b, **kw).shape)
+    gx, gw, _ = ops.conv2d_vjp(u, x, w, **kw)
+    np.testing.assert_allclose(gx, nv.numeric_vjp(lambda t: ops.conv2d(t, w, b, **kw), x, u),
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gw, nv.numeric_vjp(lambda t: ops.conv2d(x, t, b, **kw), w, u),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_conv2d_vjp_need_flags_and_float32():
+    x, w, b, kw = _data(CASES[0], np.float32)
+    u = np.ones(ops.conv2d(x, w, b, **kw).shape, np.float32)
+    gx, gw, gb = ops.conv2d_vjp(u, x, w, **kw, need_x=False, need_w=True, need_b=False)
+    assert gx is None and gb is None and gw.dtype == np.float32
+    _, gw64, _ = ops.conv2d_vjp(u.astype(np.float64), x.astype(np.float64),
+                                w.astype(np.float64), **kw)
+    np.testing.assert_allclose(gw, gw64, rtol=1e-4, atol=1e-3)
+
+
+def test_conv2d_scalar_hyperparameters_and_noncontiguous():
+    x, w, b, _ = _data(CASES[0], np.float64)
+    xt = np.asfortranarray(x)
+    y = ops.conv2d(xt, w, b, stride=1, padding=1, dilation=1)
+    np.testing.assert_allclose(y, nv.conv2d(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), 1), rtol=1e-11)
+
+
+def test_conv2d_errors():
+    x, w, b, kw = _data(CASES[0], np.float32)
+    with pytest.raises(DTypeError, match="float32 or float64"):
+        ops.conv2d(x.astype(np.int32), w)
+    with pytest.raises(DTypeError, match="astype"):
+        ops.conv2d(x, w.astype(np.float64))
+    with pytest.raises(ShapeError, match="HWIO"):
+        ops.conv2d(x, w[0])
+    with pytest.raises(ShapeError, match="groups"):
+        ops.conv2d(x, w, groups=2)
+    with pytest.raises(ShapeError, match="shape"):
+        ops.conv2d(x, w, b[:2])
+    with pytest.raises(ConfigError, match="stride"):
+        ops.conv2d(x, w, stride=(0, 1))
+    with pytest.raises(ConfigError, match="padding"):
+        ops.conv2d(x, w, padding=(1, 1))
+    with pytest.raises(ShapeError, match="larger"):
+        ops.conv2d(x, np.zeros((9, 9, 3, 2), np.float32))
+    with pytest.raises(ShapeError, match="dimensions"):
+        ops.conv2d(x[0], w)
+    with pytest.raises(ShapeError, match="forward output"):
+        ops.conv2d_vjp(np.zeros((1, 1, 1, 5), np.float32), x, w, **kw)
+
+
+def test_linear_and_vjp():
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal((4, 7)), rng.standard_normal((3, 7)), rng.standard_normal(3)
+    ref = np.array([[sum(x[n, f] * w[o, f] for f in range(7)) + b[o] for o in range(3)]
+                    for n in range(4)])
+    np.testing.assert_allclose(ops.linear(x, w, b), ref, rtol=1e-12)
+    u = rng.standard_normal((4, 3))
+    gx, gw, gb = ops.linear_vjp(u, x, w)
+    np.testing.assert_allclose(gx, nv.numeric_vjp(lambda t: ops.linear(t, w, b), x, u), rtol=1e-7)
+    np.testing.assert_allclose(gw, nv.numeric_vjp(lambda t: ops.linear(x, t, b), w, u), rtol=1e-7)
+    np.testing.assert_allclose(gb, nv.numeric_vjp(lambda t: ops.linear(x, w, t), b, u), rtol=1e-7)
+    assert ops.linear_vjp(u, x, w, need_x=False, need_b=False)[::2] == (None, None)
+    with pytest.raises(ShapeError, match="in_features"):
+        ops.linear(x, w.T)
+    with pytest.raises(DTypeError):
+        ops.linear(x.astype(np.float32), w)

@@ -1,0 +1,149 @@
+"""Activations, batch norm, losses and shape ops: loop twins, closed forms, differences."""
+
+import numpy as np
+import pytest
+
+import naive_ops as nv
+from numharden import ops
+from numharden.errors import ConfigError, DTypeError, ShapeError
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def test_activations_closed_form_and_boundaries():
+    x = np.array([-2.0, 0.0, 0.5, 6.0, 7.0, np.nan])
+    np.testing.assert_array_equal(ops.relu(x), [0, 0, 0.5, 6, 7, np.nan])
+    np.testing.assert_array_equal(ops.relu6(x), [0, 0, 0.5, 6, 6, np.nan])
+    np.testing.assert_array_equal(ops.hardtanh(x, -1, 1), [-1, 0, 0.5, 1, 1, np.nan])
+    g = np.arange(1.0, 7.0)
+    np.testing.assert_array_equal(ops.relu_vjp(g, x), [0, 0, 3, 4, 5, 0])
+    np.testing.assert_array_equal(ops.relu6_vjp(g, x), [0, 0, 3, 0, 0, 0])
+    np.testing.assert_array_equal(ops.hardtanh_vjp(g, x, -2, 6), [0, 2, 3, 0, 0, 0])
+    assert ops.relu(x.astype(np.float32)).dtype == np.float32
+    with pytest.raises(ConfigError, match="lo < hi"):
+        ops.hardtanh(x, 1, 1)
+    with pytest.raises(ShapeError, match="forward output"):
+        ops.relu_vjp(g[:2], x)
+
+
+@pytest.mark.parametrize("f,vjp", [(ops.relu, ops.relu_vjp), (ops.relu6, ops.relu6_vjp),
+                                   (lambda t: ops.hardtanh(t, -0.5, 0.7),
+                                    lambda g, t: ops.hardtanh_vjp(g, t, -0.5, 0.7))])
+def test_activation_vjp_differences(f, vjp):
+    x = _rng(1).standard_normal((3, 4)) * 4
+    u = _rng(2).standard_normal(x.shape)
+    np.testing.assert_allclose(vjp(u, x), nv.numeric_vjp(f, x, u), atol=1e-8)
+
+
+def test_channel_affine():
+    x = _rng(3).standard_normal((2, 3, 3, 4)).astype(np.float32)
+    a, c = np.arange(4, dtype=np.float32), np.ones(4, np.float32)
+    y = ops.channel_affine(x, a, c)
+    for ch in range(4):
+        np.testing.assert_array_equal(y[..., ch], x[..., ch] * a[ch] + c[ch])
+    with pytest.raises(ShapeError, match=r"\(4,\)"):
+        ops.channel_affine(x, a[:3], c)
+    with pytest.raises(DTypeError):
+        ops.channel_affine(x, a.astype(np.float64), c)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 3, 4), (5, 3)])
+def test_batchnorm_train(shape):
+    rng = _rng(4)
+    x = rng.standard_normal(shape) * 3 + 1
+    gamma, beta = rng.standard_normal(shape[-1]), rng.standard_normal(shape[-1])
+    y, mean, var, ctx = ops.batchnorm_train(x, gamma, beta, 1e-5)
+    ry, rmean, rvar = nv.batchnorm_train(x, gamma, beta, 1e-5)
+    np.testing.assert_allclose(y, ry, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(mean, rmean, rtol=1e-12)
+    np.testing.assert_allclose(var, rvar, rtol=1e-12)
+    u = rng.standard_normal(shape)
+    gx, gg, gb = ops.batchnorm_train_vjp(u, ctx)
+    np.testing.assert_allclose(gx, nv.numeric_vjp(
+        lambda t: ops.batchnorm_train(t, gamma, beta, 1e-5)[0], x, u), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gg, nv.numeric_vjp(
+        lambda t: ops.batchnorm_train(x, t, beta, 1e-5)[0], gamma, u), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(gb, nv.numeric_vjp(
+        lambda t: ops.batchnorm_train(x, gamma, t, 1e-5)[0], beta, u), rtol=1e-6, atol=1e-7)
+
+
+def test_batchnorm_float32_and_errors():
+    x = _rng(5).standard_normal((4, 2, 2, 3)).astype(np.float32)
+    g, b = np.ones(3, np.float32), np.zeros(3, np.float32)
+    y, mean, var, _ = ops.batchnorm_train(x, g, b, 1e-5)
+    assert y.dtype == mean.dtype == var.dtype == np.float32
+    np.testing.assert_allclose(y, nv.batchnorm_train(x, g, b, 1e-5)[0], atol=1e-5)
+    with pytest.raises(ConfigError, match="eps"):
+        ops.batchnorm_train(x, g, b, 0.0)
+    with pytest.raises(ShapeError):
+        ops.batchnorm_train(x, g[:2], b, 1e-5)
+    with pytest.raises(ConfigError, match="BatchNormContext"):
+        ops.batchnorm_train_vjp(y, None)
+
+
+def test_log_softmax_and_cross_entropy():
+    rng = _rng(6)
+    z = rng.standard_normal((5, 4)) * 3
+    labels = np.array([0, 3, 1, 1, 2])
+    np.testing.assert_allclose(ops.log_softmax(z), nv.log_softmax(z), rtol=1e-12)
+    big = np.array([[1000.0, 0.0, -1000.0]])  # stable for huge logits
+    np.testing.assert_allclose(ops.log_softmax(big), [[0.0, -1000.0, -2000.0]])
+    loss, probs = ops.cross_entropy(z, labels)
+    assert loss == pytest.approx(nv.cross_entropy(z, labels), rel=1e-12)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    u = rng.standard_normal(z.shape)
+    y = ops.log_softmax(z)
+    np.testing.assert_allclose(ops.log_softmax_vjp(u, y),
+                               nv.numeric_vjp(ops.log_softmax, z, u), rtol=1e-6, atol=1e-8)
+    g = ops.cross_entropy_vjp(2.0, probs, labels)
+    np.testing.assert_allclose(g, nv.numeric_vjp(lambda t: ops.cross_entropy(t, labels)[0],
+                                                 z, np.array(2.0)), rtol=1e-6, atol=1e-8)
+    l32, _ = ops.cross_entropy(z.astype(np.float32), labels)
+    assert l32.dtype == np.float32
+
+
+def test_cross_entropy_errors():
+    z = np.zeros((3, 4))
+    with pytest.raises(DTypeError, match="integers"):
+        ops.cross_entropy(z, np.zeros(3))
+    with pytest.raises(ShapeError, match=r"\(3,\)"):
+        ops.cross_entropy(z, np.zeros(2, int))
+    with pytest.raises(ShapeError, match=r"\[0, 4\)"):
+        ops.cross_entropy(z, np.array([0, 4, 1]))
+    with pytest.raises(ShapeError, match="empty"):
+        ops.cross_entropy(z[:0], np.zeros(0, int))
+
+
+def test_flatten_nchw_order_and_adjoint():
+    x = _rng(7).standard_normal((2, 3, 4, 5))
+    np.testing.assert_array_equal(ops.flatten(x), nv.flatten(x))
+    u = _rng(8).standard_normal((2, 60))
+    gx = ops.flatten_vjp(u, x.shape)
+    assert gx.shape == x.shape
+    assert np.sum(ops.flatten(x) * u) == pytest.approx(np.sum(x * gx), rel=1e-12)
+    z = np.ones((2, 6))
+    assert ops.flatten(z) is z and ops.flatten_vjp(z, z.shape) is z
+    with pytest.raises(ShapeError):
+        ops.flatten_vjp(u, (2, 3, 4))
+    with pytest.raises(ShapeError):
+        ops.flatten(x[0, 0, 0])
+
+
+def test_concat_and_adjoint():
+    rng = _rng(9)
+    xs = [rng.standard_normal((2, 3, 3, c)) for c in (1, 4, 2)]
+    y = ops.concat(xs)
+    np.testing.assert_array_equal(y[..., 1:5], xs[1])
+    u = rng.standard_normal(y.shape)
+    gs = ops.concat_vjp(u, [1, 4, 2])
+    assert np.sum(y * u) == pytest.approx(sum(np.sum(a * g) for a, g in zip(xs, gs)))
+    with pytest.raises(ShapeError, match="sum to"):
+        ops.concat_vjp(u, [1, 4])
+    with pytest.raises(ShapeError, match="agree"):
+        ops.concat([xs[0], xs[1][:1]])
+    with pytest.raises(DTypeError):
+        ops.concat([xs[0], xs[1].astype(np.float32)])
+    with pytest.raises(ShapeError, match="empty"):
+        ops.concat([])
