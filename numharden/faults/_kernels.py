@@ -60,34 +60,39 @@ def _locate_values(v, vcum, tensor, index):
 
 
 @njit(cache=True, nogil=True)
-def _read(l8, l16, l32, w, s, i):
-    if w == 1:
-        return np.uint64(l8[s][i])
-    if w == 2:
-        return np.uint64(l16[s][i])
-    return np.uint64(l32[s][i])
-
-
-@njit(cache=True, nogil=True)
-def _write(l8, l16, l32, w, s, i, y):
-    if w == 1:
-        l8[s][i] = np.uint8(y)
-    elif w == 2:
-        l16[s][i] = np.uint16(y)
-    else:
-        l32[s][i] = np.uint32(y)
-
-
-@njit(cache=True, nogil=True)
 def _apply(l8, l16, l32, width, slot, bits, signext, tensor, index, bit, kind,
            old, new, masked, changed):
     """Apply faults in order, recording old/new raw codes, masking and changed tensors."""
+    # fetching a typed-list item costs far more than the access itself, so the current
+    # tensor's view is held while consecutive faults stay in it (lists are tensor-sorted)
+    a8, a16, a32 = l8[0] if len(l8) else np.empty(0, np.uint8), (
+        l16[0] if len(l16) else np.empty(0, np.uint16)), (
+        l32[0] if len(l32) else np.empty(0, np.uint32))
+    cur, w, nb, sx = -1, 0, 0, False
     for f in range(tensor.shape[0]):
         t = tensor[f]
-        w = width[t]
-        x = _read(l8, l16, l32, w, slot[t], index[f])
-        y = _fault_code(x, bit[f], kind[f], bits[t], 8 * w, signext[t])
-        _write(l8, l16, l32, w, slot[t], index[f], y)
+        if t != cur:
+            cur, w, nb, sx = t, width[t], bits[t], signext[t]
+            if w == 1:
+                a8 = l8[slot[t]]
+            elif w == 2:
+                a16 = l16[slot[t]]
+            else:
+                a32 = l32[slot[t]]
+        i = index[f]
+        if w == 1:
+            x = np.uint64(a8[i])
+        elif w == 2:
+            x = np.uint64(a16[i])
+        else:
+            x = np.uint64(a32[i])
+        y = _fault_code(x, bit[f], kind[f], nb, 8 * w, sx)
+        if w == 1:
+            a8[i] = np.uint8(y)
+        elif w == 2:
+            a16[i] = np.uint16(y)
+        else:
+            a32[i] = np.uint32(y)
         old[f] = np.uint32(x)
         new[f] = np.uint32(y)
         masked[f] = x == y
@@ -98,13 +103,33 @@ def _apply(l8, l16, l32, width, slot, bits, signext, tensor, index, bit, kind,
 @njit(cache=True, nogil=True)
 def _undo(l8, l16, l32, width, slot, tensor, index, old, changed):
     """Restore old raw codes in reverse order of application."""
+    a8, a16, a32 = l8[0] if len(l8) else np.empty(0, np.uint8), (
+        l16[0] if len(l16) else np.empty(0, np.uint16)), (
+        l32[0] if len(l32) else np.empty(0, np.uint32))
+    cur, w = -1, 0
     for f in range(tensor.shape[0] - 1, -1, -1):
         t = tensor[f]
-        w = width[t]
-        x = _read(l8, l16, l32, w, slot[t], index[f])
-        if x != np.uint64(old[f]):
+        if t != cur:
+            cur, w = t, width[t]
+            if w == 1:
+                a8 = l8[slot[t]]
+            elif w == 2:
+                a16 = l16[slot[t]]
+            else:
+                a32 = l32[slot[t]]
+        i = index[f]
+        o = old[f]
+        if w == 1:
+            diff = a8[i] != np.uint8(o)
+            a8[i] = np.uint8(o)
+        elif w == 2:
+            diff = a16[i] != np.uint16(o)
+            a16[i] = np.uint16(o)
+        else:
+            diff = a32[i] != o
+            a32[i] = o
+        if diff:
             changed[t] = True
-            _write(l8, l16, l32, w, slot[t], index[f], np.uint64(old[f]))
 
 
 @njit(cache=True, nogil=True)
@@ -118,4 +143,16 @@ def _apply_array(raw, index, bit, kind, bits, signext):
         if x != y:
             n += 1
         raw[index[f]] = y
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _count_invalid(tensor, index, bit, sizes, bits):
+    """Number of faults whose tensor id, flat index or bit lies outside its tensor."""
+    n = 0
+    nt = sizes.shape[0]
+    for f in range(tensor.shape[0]):
+        t = tensor[f]
+        if t < 0 or t >= nt or index[f] < 0 or index[f] >= sizes[t] or bit[f] >= bits[t]:
+            n += 1
     return n

@@ -80,13 +80,11 @@ class _Plan:
                         f"fault list tensor {n!r} expects format {f} with {s} values, found "
                         f"{t.fmt.spec} with {t.size}; replay it on the model it was made for"
                     )
-        k = len(faults)
-        if k and (faults.index.min() < 0
-                  or np.any(faults.index >= self.sizes[faults.tensor])
-                  or np.any(faults.bit >= self.bits[faults.tensor])):
+        bad = K._count_invalid(faults.tensor, faults.index, faults.bit, self.sizes, self.bits)
+        if bad:
             raise FormatError(
-                "fault list has a flat index or bit position outside its tensor; it is "
-                "corrupt or was made for another model"
+                f"fault list has {bad} fault(s) with a tensor id, flat index or bit position "
+                "outside its tensors; it is corrupt or was made for another model"
             )
 
     def apply(self, faults: FaultList) -> FaultList:

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 # measured crossover (bench/bench_faults.py, docs/FAULTS.md); both paths are exact
-DENSE_RATE = 0.2
+DENSE_RATE = 0.25
 _CHUNK = 1 << 20
 
 
