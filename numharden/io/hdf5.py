@@ -315,13 +315,23 @@ def load_model(spec: str | os.PathLike) -> Model:
 
 
 def content_sha256(f: h5py.File) -> str:
-    """Content checksum (docs/FORMAT.md section 7) of an open model file, lowercase hex."""
+    """Content checksum (docs/FORMAT.md section 7) of an open model file, lowercase hex.
+
+    Reads the stored bytes as they are (it does not validate the model); a file without
+    ``/graph``, ``/meta`` or ``/params``, or a parameter group without ``codes`` or
+    ``format``, raises MissingTensorError/FormatError.
+    """
     where = f"model file {f.filename!r}"
+    if "params" not in f:
+        raise MissingTensorError(f"{where}: group /params is missing (docs/FORMAT.md section 5)")
     entries = []
     for name in f["params"]:
         g = f["params"][name]
-        spec = g.attrs["format"]
-        spec = spec.decode() if isinstance(spec, bytes) else str(spec)
+        spec = g.attrs.get("format")
+        spec = spec.decode("utf-8") if isinstance(spec, bytes) else spec
+        if not isinstance(spec, str) or "codes" not in g:
+            raise FormatError(f"{where}: parameter {name!r} needs a string attribute 'format' "
+                              "and a dataset 'codes' to be checksummed")
         arrays = [np.asarray(g[m][()]) if m in g else None for m in ("codes", "scale", "zero_point")]
         axis = int(g.attrs["axis"]) if "axis" in g.attrs else None
         entries.append((name, spec, axis, *arrays))
