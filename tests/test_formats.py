@@ -87,6 +87,26 @@ def test_format_attributes():
     assert parse_format("fp32").bit_fields["sign"] == (31,)
 
 
+@pytest.mark.parametrize("spec", ALL_SPECS)
+def test_decode_encode_round_trip_is_exact(spec):
+    """Decoded values re-encode to the same codes with the same scale (idempotence)."""
+    f = parse_format(spec)
+    rng = np.random.default_rng(ALL_SPECS.index(spec))
+    x = (rng.standard_normal((3, 4, 5)) * 10.0 ** rng.integers(-3, 3, (3, 1, 1))).astype(np.float32)
+    t = f.encode(x)
+    assert t.codes.dtype == f.storage_dtype and t.codes.shape == x.shape
+    y = t.decode()
+    assert y.dtype == np.float32 and y.shape == x.shape
+    t2 = f.encode_with(y, t.scale, t.zero_point, t.axis)
+    np.testing.assert_array_equal(t2.raw(), t.raw())
+    np.testing.assert_array_equal(t2.decode(), y)
+    if t.scale is not None:  # saturation far outside the range
+        big = f.encode_with(np.full_like(x, 3e38), t.scale, t.zero_point, t.axis)
+        assert np.all(big.codes == f.qmax)
+        assert np.all(f.encode_with(-np.full_like(x, 3e38), t.scale, t.zero_point,
+                                    t.axis).codes == f.qmin)
+
+
 # --------------------------------------------------------------------------- floats
 def _special_f32(rng):
     specials = np.array(

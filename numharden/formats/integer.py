@@ -100,7 +100,8 @@ class _ScaledFormat(Format):
 
     def _quantize(self, x, scale, zp, axis) -> np.ndarray:
         b = _bshape(x.ndim, axis)
-        q = np.rint(x / scale.reshape(b))
+        with np.errstate(over="ignore"):  # |x / S| beyond float32 saturates below anyway
+            q = np.rint(x / scale.reshape(b))
         if zp is not None:
             q += zp.astype(np.float32).reshape(b)
         return np.clip(q, self.qmin, self.qmax).astype(self.storage_dtype)
@@ -258,7 +259,8 @@ class FixedFormat(Format):
         self._check_params(None, None, None, axis)
         arr = self._as_float(x, name)
         self._check_finite(arr, name)
-        q = np.rint(arr.astype(np.float64) * (2.0**self.frac_bits))
+        with np.errstate(over="ignore"):  # saturates below
+            q = np.rint(arr.astype(np.float64) * (2.0**self.frac_bits))
         lim = 1 << (self.bits - 1)
         codes = np.clip(q, -lim, lim - 1).astype(self.storage_dtype)
         return StoredTensor(np.ascontiguousarray(codes), self)
