@@ -170,6 +170,26 @@ def test_inject_undo_restores_bit_exactly_and_touches():
             assert t.version == v0[k] + 2 * (k in changed)
 
 
+def test_injector_follows_replaced_tensors():
+    """Replacing a StoredTensor (or its codes) after building the injector is picked up;
+    a changed format is refused instead of faulting the wrong bits."""
+    model = make_model()
+    inj = FaultInjector(model, FaultModel(1.0, include="u3"))
+    model["u3"] = parse_format("uint3").encode(np.zeros(11))
+    fl = inj.inject(np.random.default_rng(0))
+    np.testing.assert_array_equal(model["u3"].codes, 7)  # all three bits flipped
+    model["u3"].codes = np.zeros(11, np.uint8)
+    inj.inject(np.random.default_rng(0))
+    np.testing.assert_array_equal(model["u3"].codes, 7)
+    inj.undo(fl)
+    model["u3"] = parse_format("uint4").encode(np.zeros(11))
+    with pytest.raises(FormatError, match="expects format uint3"):
+        inj.inject(np.random.default_rng(0))
+    del model["u3"]
+    with pytest.raises(MissingTensorError, match="no longer in the model"):
+        inj.inject(np.random.default_rng(0))
+
+
 def test_rate_one_closed_forms():
     model = make_model()
     clean = raws(model)

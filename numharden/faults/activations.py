@@ -120,7 +120,7 @@ class ActivationFaultHook:
         if not ok:
             raise DTypeError(
                 f"activation of node {name!r}: format {fmt.spec} needs "
-                f"{fmt.storage_dtype if fmt.kind == 'float' else 'integer codes'} , found "
+                f"{fmt.storage_dtype if fmt.kind == 'float' else 'integer codes'}, found "
                 f"dtype {out.dtype}; pass the stored-form output"
             )
         if not (out.flags.c_contiguous and out.flags.writeable):

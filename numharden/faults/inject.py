@@ -45,10 +45,17 @@ class _Plan:
 
     def __init__(self, names, tensors: Mapping[str, StoredTensor]):
         self.names = tuple(names)
-        self.tensors = [tensors[n] for n in self.names]
+        self.mapping = tensors
         self.build()
 
     def build(self) -> None:
+        missing = [n for n in self.names if n not in self.mapping]
+        if missing:
+            raise MissingTensorError(
+                f"fault targets {missing[:10]} are no longer in the model; build a new "
+                "FaultInjector for the changed model"
+            )
+        self.tensors = [self.mapping[n] for n in self.names]
         lists = {w: List.empty_list(types.Array(dt, 1, "C"))
                  for w, dt in ((1, types.uint8), (2, types.uint16), (4, types.uint32))}
         n = len(self.tensors)
@@ -68,8 +75,10 @@ class _Plan:
         self.formats = tuple(t.fmt.spec for t in self.tensors)
 
     def refresh(self) -> None:
-        """Rebuild the views if any tensor's codes array was replaced."""
-        if any(t.codes is not c for t, c in zip(self.tensors, self.codes)):
+        """Rebuild the views if a tensor or its codes array was replaced."""
+        m = self.mapping
+        if any(m.get(n) is not t or t.codes is not c
+               for n, t, c in zip(self.names, self.tensors, self.codes)):
             self.build()
 
     def check(self, faults: FaultList) -> None:
