@@ -300,3 +300,14 @@ def test_batches_order_and_shuffle():
             ds.batches(bad)
     with pytest.raises(ConfigError, match="rng must be a numpy.random.Generator"):
         ds.batches(2, rng="seed")
+
+
+def test_bundled_files_match_readme_checksums():
+    import hashlib
+    import re
+
+    table = dict(re.findall(r"\| (t10k-\S+\.gz) \| \d+ \| ([0-9a-f]{32}) \|",
+                            (BUNDLED_DIR / "README.md").read_text()))
+    assert len(table) == 2
+    for name, md5 in table.items():
+        assert hashlib.md5((BUNDLED_DIR / name).read_bytes()).hexdigest() == md5

@@ -138,10 +138,22 @@ def load_hdf5(
 ) -> Dataset:
     """Load a dataset from an HDF5 file with datasets ``x`` and ``y`` at the root.
 
-    ``x`` is (N, C, H, W) or (N, H, W), uint8 or float; ``y`` is (N,) integer. Class
-    names come from a root attribute ``class_names`` (array of strings) when present.
     Files holding several splits name them ``x_train``/``y_train``, ``x_test``/...;
     ``split`` selects one (default ``'test'``) and must be None for single-split files.
+
+    Parameters
+    ----------
+    path : str or Path
+        File with ``x`` (N, C, H, W) or (N, H, W), uint8 or float, and ``y`` (N,)
+        integer; class names from a root attribute ``class_names`` (strings) if present.
+    split : {'test', 'train'} or None
+    class_names : list of str, optional
+        Overrides the stored names; default ``'0' .. str(max label)``.
+
+    Returns
+    -------
+    Dataset
+        images uint8 or float32 (N, C, H, W), labels int64 (N,).
     """
     import h5py
 
@@ -177,8 +189,14 @@ def load_npz(
 ) -> Dataset:
     """Load a dataset from an ``.npz`` file with arrays ``x`` and ``y``.
 
-    Same conventions as :func:`load_hdf5`; class names come from an optional array
-    ``class_names``. Object arrays are refused (``allow_pickle=False``).
+    Same conventions and return value as :func:`load_hdf5`; class names come from an
+    optional array ``class_names``. Object arrays are refused (``allow_pickle=False``).
+
+    Parameters
+    ----------
+    path : str or Path
+    split : {'test', 'train'} or None
+    class_names : list of str, optional
     """
     path = Path(path)
     where = f"dataset file {str(path)!r}"

@@ -101,6 +101,8 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
     The file is written to a temporary file in the same folder, flushed and fsynced, then
     renamed over ``path``, so readers see either the old file or the complete new one.
     Every check :func:`load_model` applies is applied first, so a saved file always loads.
+    ``model.meta`` is stored as JSON: NumPy scalars and arrays become numbers and lists,
+    tuples become lists; NaN/Inf and other objects are refused.
 
     Parameters
     ----------
