@@ -162,12 +162,14 @@ def merge_stores(sources, out) -> CampaignResult:
         raise ConfigError("merge needs at least one source store directory")
     stores = [CampaignStore.open(s) for s in sources]
     first = stores[0]
+    ref = {k: first.header[k] for k in ("config", "spec", "model_checksum")}
     for s in stores[1:]:
-        try:  # reuse the mismatch report of create_or_open
-            s._check_matches({k: first.header[k] for k in ("config", "spec",
-                                                            "model_checksum")})
-        except ConfigError as exc:
-            raise ConfigError(f"cannot merge {s.path} with {first.path}: {exc}") from None
+        diffs = s.differences(ref, f"{s.path} has", f"{first.path} has")
+        if diffs:
+            raise ConfigError(f"cannot merge {s.path} into {out}: it holds a different "
+                              f"campaign than {first.path}: " + "; ".join(diffs)
+                              + ". Merge only shards of the same campaign (same options, "
+                              "spec and model)")
     dest = CampaignStore.create_or_open(out, first.config, first.header["spec"],
                                         first.header["model_checksum"])
     have = dest.load().records

@@ -261,16 +261,19 @@ class CampaignStore:
                 from None
         return header
 
-    def _check_matches(self, wanted: dict) -> None:
-        diffs = []
-        old, new = self.header["config"], wanted["config"]
-        for k in sorted(set(old) | set(new)):
-            if old.get(k) != new.get(k):
-                diffs.append(f"{k}: stored {old.get(k)!r}, requested {new.get(k)!r}")
-        diffs += _dict_diff("spec", self.header["spec"], wanted["spec"])
+    def differences(self, wanted: dict, stored: str = "stored",
+                    requested: str = "requested") -> list:
+        """Human-readable differences between this header and ``wanted`` (a dict with
+        ``config``, ``spec`` and ``model_checksum``); empty when they are the same."""
+        diffs = _dict_diff("", self.header["config"], wanted["config"], stored, requested)
+        diffs += _dict_diff("spec", self.header["spec"], wanted["spec"], stored, requested)
         if self.header["model_checksum"] != wanted["model_checksum"]:
-            diffs.append(f"model checksum: stored {self.header['model_checksum']!r}, this "
-                         f"model {wanted['model_checksum']!r} (the model changed)")
+            diffs.append(f"model checksum: {stored} {self.header['model_checksum']!r}, "
+                         f"{requested} {wanted['model_checksum']!r} (the model changed)")
+        return diffs
+
+    def _check_matches(self, wanted: dict) -> None:
+        diffs = self.differences(wanted, "stored", "requested")
         if diffs:
             raise ConfigError(
                 f"campaign store {self.path} holds a different campaign: "
@@ -391,10 +394,11 @@ class RecordWriter:
         self.close()
 
 
-def _dict_diff(prefix: str, old, new) -> list:
+def _dict_diff(prefix: str, old, new, stored: str, requested: str) -> list:
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in sorted(set(old) | set(new), key=str):
-            out += _dict_diff(f"{prefix}.{k}", old.get(k), new.get(k))
+            name = f"{prefix}.{k}" if prefix else str(k)
+            out += _dict_diff(name, old.get(k), new.get(k), stored, requested)
         return out
-    return [] if old == new else [f"{prefix}: stored {old!r}, requested {new!r}"]
+    return [] if old == new else [f"{prefix}: {stored} {old!r}, {requested} {new!r}"]
