@@ -26,7 +26,8 @@ def naive_normalize(y: int, bits: int, width: int, signed_narrow: bool) -> int:
     return value % 2**width
 
 
-def naive_fault_code(x: int, bit: int, kind: int, bits: int, width: int, signed_narrow: bool) -> int:
+def naive_fault_code(x: int, bit: int, kind: int, bits: int, width: int,
+                     signed_narrow: bool) -> int:
     b = to_bits(x, width)
     b[bit] = {0: 1 - b[bit], 1: 0, 2: 1}[kind]
     return naive_normalize(from_bits(b), bits, width, signed_narrow)

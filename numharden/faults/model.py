@@ -103,7 +103,9 @@ class FaultModel:
         if not self.include:
             raise ConfigError("include globs are empty: nothing can fail; use ('*',)")
         if self.bits is not None and (not isinstance(self.bits, str) or not self.bits.strip()):
-            raise ConfigError(f"bits filter must be a non-empty string or None, found {self.bits!r}")
+            raise ConfigError(
+                f"bits filter must be a non-empty string or None, found {self.bits!r}"
+            )
 
     @property
     def weights(self) -> np.ndarray:
@@ -167,7 +169,9 @@ def select_names(names, include, exclude, what: str = "tensor") -> list[str]:
     names = list(names)
     for g in (*include, *exclude):
         if not any(fnmatchcase(n, g) for n in names):
-            shown = ", ".join(names[:40]) + (f", ... ({len(names)} in all)" if len(names) > 40 else "")
+            shown = ", ".join(names[:40])
+            if len(names) > 40:
+                shown += f", ... ({len(names)} in all)"
             raise MissingTensorError(
                 f"{what} glob {g!r} matches no {what} name; available: [{shown}]"
             )
