@@ -192,8 +192,9 @@ def test_multi_split_files(tmp_path):
 def test_file_errors(tmp_path):
     x, y = np.zeros((2, 4, 4), np.uint8), np.array([0, 1])
     np.savez(tmp_path / "one.npz", x=x, y=y)
-    with pytest.raises(ConfigError, match="holds a single split"):
-        load_dataset(tmp_path / "one.npz", "test")
+    assert load_dataset(tmp_path / "one.npz", "test").name == "one"  # an evaluation set
+    with pytest.raises(ConfigError, match=r"holds a single evaluation split .* split='train'"):
+        load_dataset(tmp_path / "one.npz", "train")
     np.savez(tmp_path / "nox.npz", y=y)
     with pytest.raises(MissingTensorError, match="missing array 'x'"):
         load_npz(tmp_path / "nox.npz")

@@ -99,15 +99,18 @@ def load_idx_dir(
 
 def _split_keys(keys, split: str | None, where: str) -> tuple[str, str, str | None]:
     """Pick ('x', 'y') or the Keras-style ('x_<split>', 'y_<split>'); also return the
-    split the keys belong to (None for a single-split file)."""
+    split the keys belong to (None for a single-split file).
+
+    A single-split file is an evaluation set: it answers split None or 'test'."""
     keys = set(keys)
     if "x" in keys or "y" in keys:
-        if split is not None:
+        if split not in (None, "test"):
             raise ConfigError(
-                f"{where} holds a single split ('x', 'y'); pass split=None, or store "
-                f"'x_{split}' and 'y_{split}' to select splits"
+                f"{where} holds a single evaluation split ('x', 'y'), so split={split!r} "
+                f"cannot be served; pass split=None or 'test', or store 'x_{split}' and "
+                f"'y_{split}' to provide that split"
             )
-        xk, yk = "x", "y"
+        xk, yk, split = "x", "y", None
     else:
         split = "test" if split is None else split
         xk, yk = f"x_{split}", f"y_{split}"
@@ -139,7 +142,8 @@ def load_hdf5(
     """Load a dataset from an HDF5 file with datasets ``x`` and ``y`` at the root.
 
     Files holding several splits name them ``x_train``/``y_train``, ``x_test``/...;
-    ``split`` selects one (default ``'test'``) and must be None for single-split files.
+    ``split`` selects one (default ``'test'``). A single-split file (``x``, ``y``) is an
+    evaluation set: it is returned for split None or ``'test'`` and refuses ``'train'``.
 
     Parameters
     ----------
@@ -273,8 +277,8 @@ def load_dataset(
         ``root`` or ``config.get('data_dir')``), ``'mnist'`` (needs ``root``), a folder
         of IDX files, or a ``.h5``/``.hdf5``/``.npz`` file.
     split : {'test', 'train'} or None
-        None means ``'test'`` for names, folders and multi-split files; single-split
-        files (``x``/``y``) require None.
+        None means ``'test'``. A single-split file (``x``/``y``) is an evaluation set
+        and serves only None or ``'test'``.
     root : str or Path, optional
         Folder of IDX files for the named datasets only.
     class_names : list of str, optional
