@@ -118,6 +118,25 @@ def _check_data(data, what: str, trainable: Trainable) -> None:
                          "needs at least one image")
 
 
+def _check_normalization(norm, channels: int) -> dict:
+    """Validate ``{'mean': [...], 'std': [...]}`` (1 or C finite values, std > 0)."""
+    ok = isinstance(norm, dict) and set(norm) == {"mean", "std"}
+    out = {}
+    for key in ("mean", "std"):
+        v = np.asarray(norm.get(key, []) if ok else [], dtype=object).ravel()
+        try:
+            f = [float(x) for x in v]
+        except (TypeError, ValueError):
+            f = []
+        ok = ok and len(f) in (1, channels) and all(map(math.isfinite, f))
+        out[key] = f
+    if not ok or min(out["std"]) <= 0:
+        raise ConfigError(f"train: normalization must be {{'mean': [...], 'std': [...]}} with "
+                          f"1 or {channels} finite values each and std > 0, found {norm!r}; "
+                          "e.g. {'mean': [0.2860], 'std': [0.3530]} for Fashion-MNIST")
+    return out
+
+
 def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ConfigError(f"train: {name} must be an int >= 1, found {value!r}")
@@ -197,8 +216,9 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
                           f"batches of {batch_size} leave a batch of 1; pass drop_last=True "
                           "or another batch size")
 
-    trainable.meta["normalization"] = (normalization or trainable.meta.get("normalization")
-                                       or _normalization(train_data))
+    trainable.meta["normalization"] = _check_normalization(
+        normalization or trainable.meta.get("normalization") or _normalization(train_data),
+        trainable.graph.input_shape[0])
     trainable.meta.setdefault("class_names", list(train_data.class_names))
     opt_spec = dict(DEFAULT_OPTIMIZER if optimizer is None else
                     ({"name": optimizer} if isinstance(optimizer, str) else optimizer))
