@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from . import evaluate, info
+from . import evaluate, info, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure and improve how quantized neural networks survive hardware faults.")
 app.command("info")(info.info)
 app.command("eval")(evaluate.eval_)
+app.command("train")(train.train)
 
 
 def main() -> None:
