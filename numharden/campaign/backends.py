@@ -161,7 +161,7 @@ class DaskBackend:
                                   f"({exc}); check the address (e.g. tcp://host:8786) and "
                                   f"that the scheduler is running") from None
         self._client = client
-        self._ac = as_completed()
+        self._ac = as_completed(loop=client.loop)
         self._token = token
         self._chunk = chunk_size
         self._spec = client.scatter(spec, broadcast=True, hash=False)
