@@ -90,4 +90,4 @@ def emit_json(obj) -> None:
 
 
 def pct(x) -> str:
-    return "-" if x is None else f"{100 * x:.2f} %"
+    return "-" if x is None else f"{100 * x:.2f}%"

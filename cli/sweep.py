@@ -1,0 +1,176 @@
+"""`numharden sweep`: Monte-Carlo fault campaign over bit-error rates, with intervals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import numpy as np
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from numharden.errors import ConfigError
+
+from .common import DataOpt, JsonOpt, ModelArg, emit_json, err, handle_errors, out, pct
+
+FaultOpt = Annotated[str, typer.Option("--fault", help="flip, sa0, sa1, stuck (SA0/SA1 mix "
+                                                       "by --sa1-fraction) or mix.")]
+
+
+def parse_bers(bers: list[float] | None, ber_range: str | None) -> list[float]:
+    """BERs from repeated --ber and/or --ber-range LO:HI:N (log-spaced, inclusive)."""
+    values = [float(b) for b in (bers or [])]
+    if ber_range:
+        try:
+            lo, hi, n = ber_range.split(":")
+            lo, hi, n = float(lo), float(hi), int(n)
+        except ValueError:
+            raise ConfigError(f"--ber-range {ber_range!r} must be LO:HI:N, e.g. 1e-6:1e-3:7") from None
+        if not (0 < lo <= hi <= 1) or n < 1:
+            raise ConfigError(f"--ber-range {ber_range!r}: need 0 < LO <= HI <= 1 and N >= 1")
+        values += [float(v) for v in np.geomspace(lo, hi, n)] if n > 1 else [lo]
+    if not values:
+        raise ConfigError("give at least one bit-error rate: --ber 1e-5 (repeatable) or "
+                          "--ber-range 1e-6:1e-3:7")
+    for b in values:
+        if not (math.isfinite(b) and 0.0 <= b <= 1.0):
+            raise ConfigError(f"bit-error rate {b!r} is outside [0, 1]; a BER is a "
+                              "probability per stored bit, e.g. 1e-5")
+    return list(dict.fromkeys(values))
+
+
+def default_out(spec, cfg, checksum: str) -> Path:
+    """A store folder named after the campaign, so the same command resumes it."""
+    blob = json.dumps({"spec": {k: v for k, v in vars(spec).items() if k != "_cache"},
+                       "config": cfg.to_dict(), "model": checksum}, sort_keys=True, default=str)
+    stem = Path(spec.model).stem
+    return Path("numharden-runs") / f"sweep-{stem}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+@handle_errors
+def sweep(
+    model: ModelArg = None,
+    ber: Annotated[Optional[List[float]], typer.Option(
+        "--ber", help="Bit-error rate (probability per stored bit); repeatable.")] = None,
+    ber_range: Annotated[Optional[str], typer.Option(
+        help="LO:HI:N log-spaced BERs, e.g. 1e-6:1e-3:7.")] = None,
+    fault: FaultOpt = "flip",
+    sa1_fraction: Annotated[Optional[float], typer.Option(min=0.0, max=1.0,
+                                                          help="With --fault stuck.")] = None,
+    mix: Annotated[Optional[str], typer.Option(help="With --fault mix: weights FLIP,SA0,SA1.")] = None,
+    per: Annotated[str, typer.Option(help="Rate per stored 'bit' (BER) or per 'value'.")] = "bit",
+    target: Annotated[str, typer.Option(help="weights or activations.")] = "weights",
+    tensors: Annotated[Optional[List[str]], typer.Option(
+        "--tensors", help="Tensor (or node, for activations) globs to fault; default: the "
+                          "conv/linear weights, or the quantised activations.")] = None,
+    exclude: Annotated[Optional[List[str]], typer.Option(help="Globs to leave fault-free.")] = None,
+    bits: Annotated[Optional[str], typer.Option(
+        help="Eligible bits: ranges '0-3,7' or sign/exponent/mantissa/msb/lsb.")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Trials per BER (minimum with --ci-width).")] = 100,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    ci_width: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="Add trials until the 95 % interval half-width is at most W.")] = None,
+    max_trials: Annotated[Optional[int], typer.Option(min=1, help="Cap with --ci-width.")] = None,
+    per_layer: Annotated[bool, typer.Option(help="Fault one layer at a time; rank layers.")] = False,
+    per_bit: Annotated[bool, typer.Option(help="Fault one bit position at a time; rank bits.")] = False,
+    data: DataOpt = None,
+    images: Annotated[Optional[int], typer.Option(min=1, help="Use the first N test images.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", help="Result store folder (resumable); default numharden-runs/sweep-...")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Local worker processes.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="Run only shard i/n (merge later).")] = None,
+    plot: Annotated[Optional[bool], typer.Option(
+        "--plot/--no-plot", help="Write sweep.png/.svg (needs the 'plot' extra); default: "
+                                 "when matplotlib is installed.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Monte-Carlo fault campaign: accuracy vs bit-error rate with confidence intervals."""
+    from numharden.campaign import CampaignConfig, parse_shard, rank_groups, run_campaign
+    from numharden.campaign.engine import FaultSweepSpec
+    from numharden import config as nh_config
+
+    if per_layer and per_bit:
+        raise ConfigError("choose one breakdown: --per-layer or --per-bit")
+    mix_w = None
+    if mix:
+        try:
+            mix_w = tuple(float(v) for v in mix.split(","))
+        except ValueError:
+            raise ConfigError(f"--mix {mix!r} must be three numbers FLIP,SA0,SA1") from None
+    spec = FaultSweepSpec(model=model or nh_config.get("default_model"), data=data or "fashion-mnist",
+                          images=images, target=target, kind=fault, sa1_fraction=sa1_fraction,
+                          mix=mix_w, per=per, bits=bits, include=tuple(tensors or ()),
+                          exclude=tuple(exclude or ()),
+                          group_by="layer" if per_layer else "bit" if per_bit else None,
+                          batch_size=batch_size)
+    cfg = CampaignConfig(bers=parse_bers(ber, ber_range), trials=trials, seed=seed,
+                         ci_width=ci_width, max_trials=max_trials, groups=spec.groups())
+    checksum = spec.model_checksum()
+    store = out_dir or default_out(spec, cfg, checksum)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("BER {task.fields[ber]}  acc {task.fields[acc]}"), TimeElapsedColumn()]
+    with Progress(*columns, console=err, disable=json_, transient=True) as bar:
+        task = bar.add_task("trials", total=None, ber="-", acc="-")
+
+        def progress(p):
+            bar.update(task, completed=p.done, total=p.planned, ber=f"{p.ber:.3g}",
+                       acc=pct(p.accuracy))
+        result = run_campaign(spec, cfg, store, workers=workers, scheduler=scheduler,
+                              shard=parse_shard(shard) if shard else None, progress=progress)
+    d = result.to_dict()
+    if cfg.groups is not None and result.baseline_acc is not None:
+        d["ranking"] = rank_groups(result)
+    d["plots"] = _plot(result, Path(store), plot, json_)
+    if json_:
+        emit_json(d)
+        return
+    _table(result, d.get("ranking"))
+    out.print(f"results: {store}" + (f"  plots: {', '.join(d['plots'])}" if d["plots"] else ""))
+
+
+def _plot(result, store: Path, plot: bool | None, quiet: bool) -> list:
+    if plot is False or not result.rows:
+        return []
+    from numharden.campaign import plot_sweep
+    try:
+        return [str(p) for p in plot_sweep(result, store / "sweep")]
+    except ConfigError as e:
+        if plot:  # explicitly requested
+            raise
+        if not quiet:
+            err.print(f"note: no plot ({e})")
+        return []
+
+
+def _table(result, ranking) -> None:
+    base = result.baseline_acc
+    out.print(f"fault-free accuracy: [bold]{pct(base)}[/]  model sha256 {result.model_checksum[:16]}")
+    t = Table(title="accuracy under faults (95 % intervals over trials)")
+    cols = (["group"] if result.config.groups is not None else []) + [
+        "BER", "trials", "accuracy", "95 % CI", "drop", "SDC", "SDC 95 % CI", "NaN/Inf",
+        "faults"]
+    for c in cols:
+        t.add_column(c, justify="right")
+    for r in result.rows:
+        row = [] if result.config.groups is None else [str(r.group)]
+        row += [f"{r.ber:.3g}", str(r.trials),
+                pct(r.mean_acc), f"{pct(r.ci_lo)}-{pct(r.ci_hi)}",
+                "-" if r.acc_drop is None else pct(r.acc_drop),
+                pct(r.sdc_rate), f"{pct(r.sdc_ci_lo)}-{pct(r.sdc_ci_hi)}",
+                pct(r.nonfinite_rate), f"{r.mean_faults:.1f}"]
+        t.add_row(*row)
+    out.print(t)
+    if ranking:
+        t = Table(title="most vulnerable first")
+        for c in ("rank", "group", "accuracy drop [95 % CI]", "SDC rate"):
+            t.add_column(c, justify="right")
+        for g in ranking[:20]:
+            ci = "" if g.get("drop_ci_lo") is None else f" [{pct(g['drop_ci_lo'])}, {pct(g['drop_ci_hi'])}]"
+            t.add_row(str(g["rank"]), str(g["group"]), pct(g["acc_drop"]) + ci, pct(g["sdc_rate"]))
+        out.print(t)
