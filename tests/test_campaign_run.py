@@ -196,7 +196,9 @@ def test_option_errors(tmp_path):
     with pytest.raises(ConfigError, match="workers=0"):
         run_campaign(SPEC, cfg, tmp_path / "x", workers=0)
     with pytest.raises(ConfigError, match="chunk_size"):
-        run_campaign(SPEC, cfg, tmp_path / "x", chunk_size=0)
+        run_campaign(SPEC, cfg, tmp_path / "x", chunk_size=0, workers=2)
+    with pytest.raises(ConfigError, match="only applies to workers > 1"):
+        run_campaign(SPEC, cfg, tmp_path / "x", chunk_size=4)
     with pytest.raises(ConfigError, match="no method describe"):
         run_campaign(object(), cfg, tmp_path / "x")
     with pytest.raises(ConfigError, match="CampaignConfig"):

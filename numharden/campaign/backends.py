@@ -57,12 +57,15 @@ class SerialBackend:
         self._queue = []
 
     def submit(self, tasks) -> None:
+        """Queue tasks ``(group, ber, trial, seed)``."""
         self._queue.extend(tasks)
 
     def pending(self) -> int:
+        """Number of queued units of work (here: trials)."""
         return len(self._queue)
 
     def wait(self) -> list:
+        """Run the next trial; return its outcome in a list."""
         return run_tasks(self._runner, [self._queue.pop(0)])
 
     def __enter__(self):
@@ -99,13 +102,16 @@ class ProcessBackend:
         self._futures = set()
 
     def submit(self, tasks) -> None:
+        """Send tasks to the pool in chunks."""
         for chunk in _chunks(list(tasks), self._chunk):
             self._futures.add(self._pool.submit(_process_chunk, chunk))
 
     def pending(self) -> int:
+        """Chunks submitted and not yet returned by :meth:`wait`."""
         return len(self._futures)
 
     def wait(self) -> list:
+        """Block until at least one chunk is done; return the outcomes of all done."""
         done, self._futures = cf.wait(self._futures, return_when=cf.FIRST_COMPLETED)
         out = []
         for fut in done:
@@ -174,6 +180,7 @@ class DaskBackend:
         return max(1, min(16, n_tasks // (4 * workers)))
 
     def submit(self, tasks) -> None:
+        """Submit tasks to the cluster in chunks."""
         tasks = list(tasks)
         if not tasks:
             return
@@ -183,9 +190,11 @@ class DaskBackend:
             self._n += 1
 
     def pending(self) -> int:
+        """Chunks submitted and not yet returned by :meth:`wait`."""
         return self._n
 
     def wait(self) -> list:
+        """Block until at least one chunk is done; return the outcomes of all done."""
         out = []
         for fut in self._ac.next_batch(block=True):
             self._n -= 1

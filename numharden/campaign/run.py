@@ -43,23 +43,30 @@ class Progress:
     accuracy: float
 
 
-def _backend(spec, key, workers, scheduler, client, chunk_size):
+def _check_backend(workers, scheduler, client, chunk_size) -> None:
     chosen = [n for n, v in (("workers", workers if workers not in (None, 1) else None),
                              ("scheduler", scheduler), ("client", client)) if v is not None]
     if len(chosen) > 1:
         raise ConfigError(f"choose one execution backend, got {' and '.join(chosen)}; "
                           f"use workers=N for local processes or scheduler/client for Dask")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise ConfigError(f"workers={workers!r} must be an int >= 1, e.g. 4")
     if chunk_size is not None and (isinstance(chunk_size, bool) or
                                    not isinstance(chunk_size, int) or chunk_size < 1):
         raise ConfigError(f"chunk_size={chunk_size!r} must be an int >= 1 (or None: auto)")
+    if chunk_size is not None and scheduler is None and client is None \
+            and workers in (None, 1):
+        raise ConfigError(f"chunk_size={chunk_size} only applies to workers > 1 or a Dask "
+                          f"cluster; drop it for a serial run")
+
+
+def _backend(spec, key, workers, scheduler, client, chunk_size):
     if scheduler is not None or client is not None:
         return DaskBackend(spec, key, client=client, scheduler=scheduler,
                            chunk_size=chunk_size)
-    if workers is not None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"workers={workers!r} must be an int >= 1, e.g. 4")
-        if workers > 1:
-            return ProcessBackend(spec, workers, chunk_size or 1)
+    if workers is not None and workers > 1:
+        return ProcessBackend(spec, workers, chunk_size or 1)
     return SerialBackend(spec)
 
 
@@ -104,6 +111,7 @@ def run_campaign(spec, config: CampaignConfig, out, *, workers: int | None = Non
     """
     if not isinstance(config, CampaignConfig):
         raise ConfigError(f"config must be a CampaignConfig, got {type(config).__name__}")
+    _check_backend(workers, scheduler, client, chunk_size)
     desc, checksum = check_spec(spec)
     shard = check_shard(shard)
     if progress is not None and not callable(progress):
