@@ -131,3 +131,48 @@ def test_linear_and_vjp():
         ops.linear(x, w.T)
     with pytest.raises(DTypeError):
         ops.linear(x.astype(np.float32), w)
+
+
+# Task plans of the register-blocked float32 kernel: (band rows, images per task, kc).
+# kc < K (partial sums parked in y) is only planned when Co/groups % 16 == 0.
+PLANS = [(None, 2, None), (2, 1, None), (1, 1, 7), (None, 3, 5), (3, 1, 16)]
+FAST_CASES = [
+    (5, 7, 9, 3, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
+    (5, 9, 7, 4, 20, 3, 3, (2, 1), (2, 0, 1, 2), (2, 2), 1),
+    (5, 6, 7, 8, 64, 3, 2, (1, 2), (0, 1, 1, 0), (1, 1), 2),
+    (5, 6, 6, 24, 48, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("plan", PLANS)
+@pytest.mark.parametrize("case", FAST_CASES)
+def test_conv2d_fast_kernel_task_plans(monkeypatch, case, plan):
+    import numharden.ops.conv as oc
+    x, w, b, kw = _data(case, np.float32, seed=7)
+    ref = nv.conv2d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+    K = w.shape[0] * w.shape[1] * w.shape[2]
+    band, imgs, kc = plan
+    if (w.shape[3] // kw["groups"]) % 16:
+        kc = None
+    monkeypatch.setattr(oc, "_fast_plan", lambda xs, ws, Ho, Wo, s, d, g: (
+        Ho if band is None else band, imgs, K if kc is None else min(kc, K)))
+    y = ops.conv2d(x, w, b, **kw)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, **kw, act="relu"), ops.relu(y))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [CASES[0], CASES[3], CASES[10]])
+def test_conv2d_fused_activation_equals_separate(case, dtype):
+    x, w, b, kw = _data(case, dtype, seed=8)
+    x[0, 1, 1, 0] = np.nan  # NaN must propagate through the fused clamp as through relu
+    y = ops.conv2d(x, w, b, **kw)
+    assert np.isnan(y).any()
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, **kw, act="relu"), ops.relu(y))
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, **kw, act="relu6"), ops.relu6(y))
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, **kw, act=(-0.5, 0.25)),
+                                  ops.hardtanh(y, -0.5, 0.25))
+    with pytest.raises(ConfigError, match="act"):
+        ops.conv2d(x, w, b, **kw, act="gelu")
+    with pytest.raises(ConfigError, match="act"):
+        ops.conv2d(x, w, b, **kw, act=(1.0, 0.0))

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError
+import numba
+
+from ..errors import ConfigError, ShapeError
 from ..kernels import conv as _k
+from ..kernels import conv_fast as _f
 from ._check import as_float, grad_like, ints, like, out_size
 
 
@@ -32,7 +35,54 @@ def _conv_args(x, w, b, stride, padding, dilation, groups):
     return x, w, b, stride, padding, dilation, groups, Ho, Wo
 
 
-def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1):
+def _act_range(act):
+    """(apply, lo, hi) of a fused activation: None, 'relu', 'relu6' or (lo, hi)."""
+    if act is None:
+        return False, 0.0, 0.0
+    if act == "relu":
+        return True, 0.0, np.inf
+    if act == "relu6":
+        return True, 0.0, 6.0
+    if isinstance(act, tuple) and len(act) == 2 and float(act[0]) < float(act[1]):
+        return True, float(act[0]), float(act[1])
+    raise ConfigError(f"act must be None, 'relu', 'relu6' or a (lo, hi) tuple with lo < hi "
+                      f"(hardtanh), found {act!r}")
+
+
+def _use_fast(x, Cog):
+    """Register-blocked float32 kernel unless channels per group are too few to fill
+    its 16-lane output tile (depthwise-like layers go to the generic kernel)."""
+    return x.dtype == np.float32 and Cog >= 4
+
+
+_SCRATCH_BYTES = 256 * 1024  # padded input per task: stays in L2
+_KC_BYTES = 16 * 1024         # packed weights per reduction block: stays in L1
+
+
+def _fast_plan(x_shape, w_shape, Ho, Wo, s, d, groups):
+    """(band, imgs, kc) for conv_fast.conv_fwd: tasks of whole images (several when the
+    spatial size is small, so each weight block is reused over many pixel tiles) unless
+    the batch is too small to keep every thread busy, then bands of rows."""
+    N, H, W, C = x_shape
+    KH, KW, Cig, Co = w_shape
+    tasks_wanted = 4 * numba.get_num_threads()
+    K = KH * KW * Cig
+    kc = K
+    if (Co // groups) % 16 == 0 and K * 64 > _KC_BYTES:
+        nkb = -(-K * 64 // _KC_BYTES)
+        kc = -(-K // nkb)
+    if N >= tasks_wanted:
+        Wp = (Wo - 1) * s[1] + (KW - 1) * d[1] + 1
+        rows = (Ho - 1) * s[0] + (KH - 1) * d[0] + 1
+        per_img = rows * Wp * C * 4
+        imgs = max(1, min(N // tasks_wanted, _SCRATCH_BYTES // per_img))
+        return Ho, imgs, kc
+    per_image = -(-tasks_wanted // max(N, 1))
+    return max(1, -(-Ho // per_image)), 1, kc
+
+
+def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, *,
+           act=None):
     """2-D cross-correlation, PyTorch ``conv2d`` semantics in NHWC.
 
     Parameters
@@ -44,6 +94,9 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
     padding : int or (top, bottom, left, right), zero padding
     groups : int
         ``Ci`` and ``Co`` must be divisible by it; ``groups == Ci`` is depthwise.
+    act : None, 'relu', 'relu6' or (lo, hi), keyword-only
+        Activation fused into the kernel's epilogue; equals applying
+        :func:`relu` / :func:`relu6` / :func:`hardtanh` to the result (NaN propagates).
 
     Returns
     -------
@@ -51,10 +104,22 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
         ``Ho = (H + top + bottom - dilation*(KH-1) - 1) // stride + 1``, likewise ``Wo``.
     """
     x, w, b, s, p, d, groups, Ho, Wo = _conv_args(x, w, b, stride, padding, dilation, groups)
-    y = np.empty((x.shape[0], Ho, Wo, w.shape[3]), dtype=x.dtype)
-    if b is None:
-        b = np.zeros(w.shape[3], dtype=x.dtype)
-    _k.conv_fwd_generic(x, w, b, y, s[0], s[1], p[0], p[2], d[0], d[1], groups)
+    apply, lo, hi = _act_range(act)
+    N, KH, KW, Co = x.shape[0], w.shape[0], w.shape[1], w.shape[3]
+    y = np.empty((N, Ho, Wo, Co), dtype=x.dtype)
+    if y.size == 0:
+        return y
+    if _use_fast(x, Co // groups):
+        wp, bp = _f.pack_weight(w, b, groups)
+        band, imgs, kc = _fast_plan(x.shape, w.shape, Ho, Wo, s, d, groups)
+        _f.conv_fwd(x, wp, bp, _f.tap_table(KH, KW, w.shape[2], d[0], d[1]), y,
+                    s[0], s[1], p[0], p[2], KH, KW, d[0], d[1], groups, band, imgs, kc,
+                    apply, np.float32(lo), np.float32(hi))
+        return y
+    _k.conv_fwd_generic(x, w, np.zeros(Co, x.dtype) if b is None else b, y,
+                        s[0], s[1], p[0], p[2], d[0], d[1], groups)
+    if apply:
+        np.clip(y, x.dtype.type(lo), x.dtype.type(hi), out=y)
     return y
 
 

@@ -1,0 +1,172 @@
+"""8-lane float32 vectors (AVX ``ymm``) for Numba kernels, as LLVM intrinsics.
+
+Numba's loop vectoriser cannot keep a tile of accumulators in registers across a
+reduction loop; these few intrinsics let a kernel name its vector registers explicitly
+(``acc = vfma(vbcast(x, i), vload(w, j), acc)``) so LLVM allocates them as it would C
+intrinsics. Arrays must be 1-D, C-contiguous float32; indices are element offsets and
+are not bounds-checked (callers guarantee ``i + 8 <= a.size``).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+LANES = 8
+
+
+class F32x8Type(types.Type):
+    """Numba type of an LLVM <8 x float> value."""
+
+    def __init__(self):
+        super().__init__(name="f32x8")
+
+
+f32x8 = F32x8Type()
+_VEC = ir.VectorType(ir.FloatType(), LANES)
+
+
+@register_model(F32x8Type)
+class _F32x8Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VEC)
+
+
+def _ptr(context, builder, aryty, ary, idx):
+    data = context.make_array(aryty)(context, builder, value=ary).data
+    return builder.gep(data, [idx])
+
+
+def _is_f32_vector(a):
+    return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1
+
+
+@intrinsic
+def vzero(typingctx):
+    """All-zero vector."""
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_VEC, [0.0] * LANES)
+    return f32x8(), codegen
+
+
+@intrinsic
+def vload(typingctx, a, i):
+    """a[i:i+8] as a vector (unaligned load)."""
+    if not (_is_f32_vector(a) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _ptr(context, builder, sig.args[0], args[0], args[1])
+        vp = builder.bitcast(p, _VEC.as_pointer())
+        return builder.load(vp, align=4)
+    return f32x8(a, i), codegen
+
+
+@intrinsic
+def vstore(typingctx, a, i, v):
+    """a[i:i+8] = v (unaligned store)."""
+    if not (_is_f32_vector(a) and isinstance(i, types.Integer) and v == f32x8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        p = _ptr(context, builder, sig.args[0], args[0], args[1])
+        vp = builder.bitcast(p, _VEC.as_pointer())
+        builder.store(args[2], vp, align=4)
+        return context.get_dummy_value()
+    return types.none(a, i, v), codegen
+
+
+@intrinsic
+def vbcast(typingctx, a, i):
+    """Vector with a[i] in every lane."""
+    if not (_is_f32_vector(a) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        s = builder.load(_ptr(context, builder, sig.args[0], args[0], args[1]))
+        v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+    return f32x8(a, i), codegen
+
+
+@intrinsic
+def vsplat(typingctx, s):
+    """Vector with the float32 scalar s in every lane."""
+    if s != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), args[0],
+                                   ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+    return f32x8(s), codegen
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """a * b + c with a single rounding (fused multiply-add)."""
+    if not (a == f32x8 and b == f32x8 and c == f32x8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3),
+                                            "llvm.fma.v8f32")
+        return builder.call(fn, args)
+    return f32x8(a, b, c), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b."""
+    if not (a == f32x8 and b == f32x8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+    return f32x8(a, b), codegen
+
+
+@intrinsic
+def vmul(typingctx, a, b):
+    """a * b."""
+    if not (a == f32x8 and b == f32x8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fmul(args[0], args[1])
+    return f32x8(a, b), codegen
+
+
+def _minmax(pred):
+    @intrinsic
+    def op(typingctx, a, b):
+        if not (a == f32x8 and b == f32x8):
+            return None
+
+        def codegen(context, builder, sig, args):
+            # unordered compare: a NaN in `a` is kept, as np.maximum / np.clip keep it
+            return builder.select(builder.fcmp_unordered(pred, args[0], args[1]), args[0], args[1])
+        return f32x8(a, b), codegen
+    return op
+
+
+vmax = _minmax(">")
+vmax.__doc__ = "Lanewise a if (a > b or a is NaN) else b."
+vmin = _minmax("<")
+vmin.__doc__ = "Lanewise a if (a < b or a is NaN) else b."
+
+
+@intrinsic
+def vextract(typingctx, v, i):
+    """Lane i of v as a float32 scalar."""
+    if not (v == f32x8 and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.extract_element(args[0], builder.trunc(args[1], ir.IntType(32))
+                                       if args[1].type.width > 32 else args[1])
+    return types.float32(v, i), codegen
