@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from naive_campaign import (CountingSpec, builds, naive_campaign, naive_interval,
-                            read_records, results_of)
+from naive_campaign import (RESULT_KEYS, CountingSpec, builds, naive_campaign,
+                            naive_interval, naive_trial_seed, read_records, results_of)
 from numharden.campaign import (CampaignConfig, SyntheticSpec, merge_stores, parse_shard,
                                 run_campaign, summarize)
 from numharden.errors import ConfigError, FormatError
@@ -18,15 +18,10 @@ ADAPT = dict(bers=[5e-5, 2e-4, 1e-3], trials=4, seed=5, ci_width=0.01, max_trial
 
 
 def _naive(spec, **cfg):
-    return {k: (r_seed,) + tuple(r[f] for f in ("correct", "sdc", "nonfinite", "n_faults",
-                                                 "n_masked", "n_images"))
-            for k, (r_seed, r) in _naive_with_seeds(spec, **cfg).items()}
-
-
-def _naive_with_seeds(spec, **cfg):
-    from naive_campaign import naive_trial_seed
+    """Loop-twin campaign as ``key -> (seed, counts...)``, like ``results_of``."""
     res = naive_campaign(spec, **cfg)
-    return {k: (naive_trial_seed(cfg["seed"], k[1], k[2], k[0]), r) for k, r in res.items()}
+    return {k: (naive_trial_seed(cfg["seed"], k[1], k[2], k[0]),)
+            + tuple(r[f] for f in RESULT_KEYS) for k, r in res.items()}
 
 
 @pytest.mark.parametrize("cfg", [FIXED, ADAPT, dict(FIXED, groups=["conv1", 3])])
@@ -158,7 +153,8 @@ def test_shards_can_share_one_directory(tmp_path):
 def test_merge_refuses_other_campaigns(tmp_path):
     run_campaign(SPEC, CampaignConfig(**FIXED), tmp_path / "a", shard=(0, 2))
     run_campaign(SPEC, CampaignConfig(**dict(FIXED, seed=12)), tmp_path / "b", shard=(1, 2))
-    with pytest.raises(ConfigError, match=r"cannot merge .*b into .*m: .*seed: .*b has 12, .*a has 11.*same campaign"):
+    with pytest.raises(ConfigError, match=r"cannot merge .*b into .*m: .*seed: .*b has 12, "
+                                          r".*a has 11.*same campaign"):
         merge_stores([tmp_path / "a", tmp_path / "b"], tmp_path / "m")
     with pytest.raises(ConfigError, match="at least one"):
         merge_stores([], tmp_path / "m")

@@ -129,8 +129,8 @@ class Planner:
             if (g, b) in self.results:
                 self.results[(g, b)][t] = rec
         self.baseline = records.get(BASELINE)
-        self._issued = set()  # only the baseline; cells use _issued_upto
-        self._issued_upto = {}
+        self._baseline_issued = False
+        self._issued_upto = {}  # cell -> trials below this index have been handed out
         self._target = {}
         self._stopped = set()
         for c in self.cells:
@@ -161,9 +161,8 @@ class Planner:
     def take(self) -> list:
         """New tasks ``(group, ber, trial, seed)`` to run now; each is handed out once."""
         out = []
-        if self.baseline is None and not self._baseline_in_cell \
-                and BASELINE not in self._issued:
-            self._issued.add(BASELINE)
+        if self.baseline is None and not self._baseline_in_cell and not self._baseline_issued:
+            self._baseline_issued = True
             out.append(self._task(BASELINE))
         for c in self.cells:
             recs = self.results[c]
