@@ -173,8 +173,9 @@ class Trainable:
 
         Parameters
         ----------
-        x : ndarray, shape (N, C, H, W), float
-            Normalised input (see :meth:`normalize`); cast to ``dtype``.
+        x : ndarray or Tensor, shape (N, C, H, W), float
+            Normalised input (see :meth:`normalize`); an ndarray is cast to ``dtype``,
+            a Tensor must have it (gradients then reach the input too).
         train : bool
             Batch norm with batch statistics (training mode) or running statistics.
         update_stats : bool, optional
@@ -190,15 +191,21 @@ class Trainable:
         Tensor or ndarray, shape (N, K)
             A Tensor when grad mode is on (the default), an ndarray under ``no_grad``.
         """
-        x = np.asarray(data_of(x))
+        xd = np.asarray(data_of(x))
         want = self.graph.input_shape
-        if x.ndim != 4 or tuple(x.shape[1:]) != want:
-            raise ShapeError(f"Trainable input has shape {x.shape}, expected (N, {want[0]}, "
+        if xd.ndim != 4 or tuple(xd.shape[1:]) != want:
+            raise ShapeError(f"Trainable input has shape {xd.shape}, expected (N, {want[0]}, "
                              f"{want[1]}, {want[2]}); pass normalised NCHW images")
-        if x.dtype.kind != "f":
-            raise DTypeError(f"Trainable input must be float (normalised), found {x.dtype}; "
+        if xd.dtype.kind != "f":
+            raise DTypeError(f"Trainable input must be float (normalised), found {xd.dtype}; "
                              "use Trainable.normalize(images)")
-        xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=self.dtype)
+        if isinstance(x, Tensor):  # input gradients wanted: keep it in the graph
+            if xd.dtype != self.dtype:
+                raise DTypeError(f"Trainable input Tensor has dtype {xd.dtype}, the Trainable "
+                                 f"computes in {self.dtype}; cast the input")
+            xh = F.permute(x, (0, 2, 3, 1))
+        else:
+            xh = np.ascontiguousarray(xd.transpose(0, 2, 3, 1), dtype=self.dtype)
         update = train if update_stats is None else bool(update_stats)
         out = run(self.graph, xh, self._provider(train, params), train=train,
                   bn_stats=self._bn_update if (train and update) else None, observe=observe)
