@@ -380,7 +380,7 @@ def markdown_profile(prof, top: int) -> str:
             f"{_fmt(2 * macs / t / 1e9 if macs else None, '.1f')} | "
             f"{_fmt(None if tt is None else tt * 1e3, '.2f')} | "
             f"{_fmt(2 * macs / tt / 1e9 if macs and tt else None, '.1f')} | "
-            f"{_fmt(t / tt if tt else None, '.1f')}x |")
+            f"{'—' if not tt else format(t / tt, '.1f') + 'x'} |")
     return "\n".join(lines)
 
 
