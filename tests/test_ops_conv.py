@@ -21,6 +21,10 @@ CASES = [
     (1, 9, 9, 16, 32, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),
     (2, 6, 5, 8, 24, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (1, 4, 4, 24, 40, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),
+    (2, 5, 6, 4, 16, 3, 3, (1, 2), (0, 3, 2, 0), (1, 1), 1),   # bottom padding > kernel
+    (2, 4, 4, 8, 16, 1, 1, (1, 1), (1, 1, 1, 1), (1, 1), 1),   # padded 1x1
+    (2, 10, 9, 6, 16, 5, 5, (1, 1), (0, 0, 0, 0), (1, 1), 1),  # LeNet conv2
+    (2, 10, 10, 16, 32, 3, 3, (2, 2), (0, 0, 0, 0), (1, 1), 1),  # last input row unused
 ]
 
 
@@ -72,6 +76,19 @@ def test_conv2d_vjp_elementwise(case):
                                rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(gw, nv.numeric_vjp(lambda t: ops.conv2d(x, t, b, **kw), w, u),
                                rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_conv2d_vjp_float32_matches_float64(case):
+    """float32 VJPs (register-blocked kernels) against the float64 ones checked above."""
+    x, w, b, kw = _data(case, np.float64, seed=9)
+    u = np.random.default_rng(10).standard_normal(ops.conv2d(x, w, b, **kw).shape)
+    gx, gw, gb = ops.conv2d_vjp(u, x, w, **kw)
+    f32 = [a.astype(np.float32) for a in (u, x, w)]
+    gx32, gw32, gb32 = ops.conv2d_vjp(f32[0], f32[1], f32[2], **kw)
+    assert gx32.dtype == gw32.dtype == gb32.dtype == np.float32
+    for g32, g64 in ((gx32, gx), (gw32, gw), (gb32, gb)):
+        np.testing.assert_allclose(g32, g64, rtol=1e-4, atol=1e-4 * np.abs(g64).max())
 
 
 def test_conv2d_vjp_need_flags_and_float32():
@@ -176,3 +193,25 @@ def test_conv2d_fused_activation_equals_separate(case, dtype):
         ops.conv2d(x, w, b, **kw, act="gelu")
     with pytest.raises(ConfigError, match="act"):
         ops.conv2d(x, w, b, **kw, act=(1.0, 0.0))
+
+
+def test_conv2d_weight_grad_several_images_per_chunk():
+    """A batch larger than the chunk count: chunks hold several images (incl. a short
+    last group); float32 against float64, and the bits do not depend on the thread count."""
+    import numba
+    case = (19, 6, 5, 5, 20, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    x, w, b, kw = _data(case, np.float64, seed=11)
+    u = np.random.default_rng(12).standard_normal(ops.conv2d(x, w, b, **kw).shape)
+    _, gw, _ = ops.conv2d_vjp(u, x, w, **kw)
+    args = [a.astype(np.float32) for a in (u, x, w)]
+    _, gw32, _ = ops.conv2d_vjp(*args, **kw)
+    np.testing.assert_allclose(gw32, gw, rtol=1e-4, atol=1e-4 * np.abs(gw).max())
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        _, gw32_1, _ = ops.conv2d_vjp(*args, **kw)
+        y1 = ops.conv2d(args[1], args[2], None, **kw)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(gw32_1, gw32)
+    np.testing.assert_array_equal(y1, ops.conv2d(args[1], args[2], None, **kw))

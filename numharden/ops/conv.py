@@ -9,6 +9,7 @@ import numba
 from ..errors import ConfigError, ShapeError
 from ..kernels import conv as _k
 from ..kernels import conv_fast as _f
+from ..kernels import conv_grad as _g
 from ._check import as_float, grad_like, ints, like, out_size
 
 
@@ -146,15 +147,65 @@ def conv2d_vjp(gy, x, w, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
     gy = grad_like("gy", gy, (x.shape[0], Ho, Wo, w.shape[3]), x.dtype)
     gx = gw = gb = None
     if need_x:
-        gx = np.empty_like(x)
-        wt = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
-        _k.conv_bwd_input(gy, wt, gx, s[0], s[1], p[0], p[2], d[0], d[1], groups)
+        gx = _grad_input(gy, x, w, s, p, d, groups)
     if need_w:
-        gw = np.empty_like(w)
-        _k.conv_bwd_weight(gy, x, gw, s[0], s[1], p[0], p[2], d[0], d[1], groups)
+        gw = _grad_weight(gy, x, w, s, p, d, groups)
     if need_b:
         gb = gy.reshape(-1, gy.shape[3]).sum(axis=0)
     return gx, gw, gb
+
+
+def _grad_input(gy, x, w, s, p, d, groups):
+    """Transposed convolution. float32: the forward kernel on gy (zero-stuffed by the
+    stride) with flipped, channel-swapped weights; else the generic gather kernel."""
+    N, H, W, Ci = x.shape
+    KH, KW, Cig, Co = w.shape
+    Cog = Co // groups
+    if not _use_fast(x, Cig):
+        gx = np.empty_like(x)
+        wt = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
+        _k.conv_bwd_input(gy, wt, gx, s[0], s[1], p[0], p[2], d[0], d[1], groups)
+        return gx
+    # gx[ih] = sum_k up[ih - lo + k*d] * w[KH-1-k], up = gy with stride-1 zeros between rows
+    up = gy
+    if s != (1, 1):
+        up = np.zeros((N, (gy.shape[1] - 1) * s[0] + 1, (gy.shape[2] - 1) * s[1] + 1, Co),
+                      dtype=gy.dtype)
+        up[:, ::s[0], ::s[1]] = gy
+    pads = []
+    for axis, (size, k, dil, lo) in enumerate(((H, KH, d[0], p[0]), (W, KW, d[1], p[2]))):
+        lo = dil * (k - 1) - lo
+        if lo < 0:  # rows of `up` before -lo never reach gx
+            up = up[:, -lo:] if axis == 0 else up[:, :, -lo:]
+            lo = 0
+        hi = size + dil * (k - 1) - up.shape[1 + axis] - lo
+        if hi < 0:  # nor do rows after this
+            up = up[:, :hi] if axis == 0 else up[:, :, :hi]
+            hi = 0
+        pads += [lo, hi]
+    wf = w[::-1, ::-1].reshape(KH, KW, Cig, groups, Cog).transpose(0, 1, 4, 3, 2)
+    wf = np.ascontiguousarray(wf.reshape(KH, KW, Cog, groups * Cig))
+    return conv2d(np.ascontiguousarray(up), wf, None, (1, 1), tuple(pads), d, groups)
+
+
+def _grad_weight(gy, x, w, s, p, d, groups):
+    """Weight gradient, HWIO. float32: register-blocked kernel over fixed batch chunks."""
+    N, H, W, Ci = x.shape
+    KH, KW, Cig, Co = w.shape
+    if x.dtype != np.float32:
+        gw = np.empty_like(w)
+        _k.conv_bwd_weight(gy, x, gw, s[0], s[1], p[0], p[2], d[0], d[1], groups)
+        return gw
+    Ho, Wo = gy.shape[1], gy.shape[2]
+    Wp = (Wo - 1) * s[1] + (KW - 1) * d[1] + 1
+    rows = (Ho - 1) * s[0] + (KH - 1) * d[0] + 1
+    imgs = max(1, min(-(-N // _g.CHUNKS), _SCRATCH_BYTES // (rows * Wp * Ci * 4)))
+    nchunks = min(_g.CHUNKS, -(-N // imgs))
+    nblk = -(-(Co // groups) // _f.TILE_C)
+    part = np.empty((nchunks, groups * nblk * KH * KW * Cig * _f.TILE_C), dtype=np.float32)
+    _g.conv_bwd_weight(x, gy, _f.tap_table(KH, KW, Cig, d[0], d[1]), part, s[0], s[1],
+                       p[0], p[2], KH, KW, d[0], d[1], groups, imgs)
+    return _g.unpack_weight_grad(part, KH, KW, Cig, Co, groups)
 
 
 def _linear_args(x, w, b):
