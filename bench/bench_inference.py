@@ -344,7 +344,8 @@ def markdown(rows, meta) -> str:
     lines = [f"Batch {meta['batch']}, float32, {meta['cpu']}; numharden {meta['numharden']} "
              f"(numba {meta['numba']}, threading layer {meta['threading_layer']}), "
              f"PyTorch {meta['torch']} eager, channels_last, inference_mode, "
-             f"MALLOC_MMAP/TRIM_THRESHOLD_=1 GiB. Medians over interleaved repeats; "
+             f"MALLOC_MMAP/TRIM_THRESHOLD_=1 GiB; numpy BLAS threads "
+             f"{meta['blas_threads'] or 'default'}. Medians over interleaved repeats; "
              f"load avg = 1-minute load average after the row (2 cores; above ~1 other "
              f"jobs share the cores and time-slice 2-thread runs).", "",
              "| model | threads | numharden img/s | numharden GFLOP/s | torch img/s | "
@@ -399,12 +400,16 @@ def parse_args(argv):
     p.add_argument("--profile-batch", type=int, default=64)
     p.add_argument("--profile-threads", type=int, default=1,
                    help="threads for the profile (1: immune to time-slicing by other jobs)")
-    p.add_argument("--profile-repeats", type=int, default=3)
+    p.add_argument("--profile-repeats", type=int, default=7)
     p.add_argument("--profile-top", type=int, default=12)
     p.add_argument("--wait-idle", type=float, metavar="LOAD",
                    help="before each measurement wait (up to 5 min) until the 1-minute load "
                         "average drops below LOAD -- on a shared machine a busy core "
                         "time-slices every parallel region")
+    p.add_argument("--blas-threads", type=int, metavar="N",
+                   help="cap numpy's BLAS pool (used by numharden's linear layers) at N "
+                        "threads; by default it keeps one thread per core whatever "
+                        "--threads says")
     p.add_argument("--quick", action="store_true", help="smoke run: batch 16, one repeat")
     p.add_argument("--json", type=Path, help="also write rows, profiles and metadata here")
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
@@ -422,6 +427,9 @@ def main(argv=None) -> int:
     if args.torch_worker:
         _worker_main()
         return 0
+    if args.blas_threads is not None:  # must precede the first numpy import
+        for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.blas_threads)
     sys.path.insert(0, str(ROOT))
     import numba
 
@@ -449,7 +457,8 @@ def main(argv=None) -> int:
             "numba": numba.__version__, "threading_layer": numba.threading_layer(),
             "torch": info["torch"], "python": platform.python_version(),
             "load_before": load_before, "load_after": os.getloadavg()[0],
-            "max_threads": get_threads(), "torch_env": TORCH_ENV}
+            "max_threads": get_threads(), "torch_env": TORCH_ENV,
+            "blas_threads": args.blas_threads}
     print(markdown(rows, meta))
     for prof in profiles:
         print()
