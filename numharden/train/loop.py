@@ -189,6 +189,11 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
     eval_batch_size : int, optional
         Batch size of evaluation (default ``config.get('batch_size')``).
 
+    Notes
+    -----
+    After every step the clips are projected onto ``[Trainable.clip_min, inf)`` and the
+    run stops with a ConfigError if the loss or any latent is not finite.
+
     Returns
     -------
     model : Model
@@ -251,10 +256,12 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
             history.step_loss.append(result.loss)
             history.step_accuracy.append(hits / len(labels))
             history.step_lr.append(opt.lr)
-            if not math.isfinite(result.loss):
+            trainable.project()
+            bad = trainable.nonfinite()
+            if bad or not math.isfinite(result.loss):
+                what = f"loss is {result.loss}" if not bad else f"{bad[0]!r} holds NaN/Inf"
                 raise ConfigError(f"training diverged at epoch {epoch + 1}, step {i + 1}: "
-                                  f"loss is {result.loss}; lower the learning rate "
-                                  f"(now {opt.lr:g})")
+                                  f"{what}; lower the learning rate (now {opt.lr:g})")
             if callback is not None:
                 callback(StepEvent(epoch, epochs, i, steps_per_epoch, result.loss,
                                    hits / len(labels), len(labels) / dt, opt.lr))

@@ -124,6 +124,12 @@ class Optimizer:
     def step(self) -> None:
         """Apply one update to every parameter that has a gradient."""
         self.steps += 1
+        # a diverging run overflows here; the training loop reports non-finite
+        # parameters itself, with the step and learning rate
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._step_groups()
+
+    def _step_groups(self) -> None:
         for group in self.param_groups:
             for name, p in group["params"].items():
                 if p.grad is None:

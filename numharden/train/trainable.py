@@ -115,6 +115,20 @@ class Trainable:
                     self.params[name] = Tensor(value, requires_grad=True, name=name)
 
     # -- parameters ----------------------------------------------------------------------
+    # smallest clip a step may leave: act_quant needs clip > 0, so after every update the
+    # clips are projected onto [clip_min, inf) (projected gradient descent on PACT's alpha)
+    clip_min = 1e-3
+
+    def project(self) -> None:
+        """Project parameters onto their domain after an update (clips >= clip_min)."""
+        for name, kind in self.kinds.items():
+            if kind == "clip":
+                np.maximum(self.params[name].data, self.clip_min, out=self.params[name].data)
+
+    def nonfinite(self) -> list[str]:
+        """Names of latents holding NaN or Inf (a diverged run)."""
+        return [n for n, p in self.params.items() if not np.isfinite(p.data).all()]
+
     def zero_grad(self) -> None:
         """Forget the gradients of every latent."""
         for p in self.params.values():
