@@ -117,6 +117,32 @@ def test_straight_through_gradient_equals_gradient_at_the_quantised_weights():
     assert np.abs(q.params["relu1_q.clip"].grad).max() > 0
 
 
+def test_offsets_perturb_the_quantised_weights():
+    """forward(offsets=e) equals an fp32 network holding q(w) + e; the latent gradient is
+    the gradient at q(w) + e (what SAQ's second pass needs)."""
+    m = build("lenet5", input_shape=(1, 12, 12), weight_format="int4/ch", seed=8)
+    q = Trainable(m, dtype=np.float64)
+    f = Trainable(m, weight_format="fp32", dtype=np.float64)
+    rng = np.random.default_rng(3)
+    offsets = {n: rng.normal(0, 0.01, q.params[n].shape) for n in ("conv2.weight", "fc1.bias")}
+    for name, p in f.params.items():
+        p.data[...] = q.params[name].data
+        if q.kinds[name] == "weight":
+            p.data[...] = q.formats[name].encode(q.params[name].data, axis=0).decode()
+        p.data[...] += offsets.get(name, 0.0)
+    x = _images((1, 12, 12)).astype(np.float64)
+    labels = np.arange(6) % 10
+    F.cross_entropy(q.forward(x, offsets=offsets), labels).backward()
+    F.cross_entropy(f.forward(x), labels).backward()
+    for name in q.params:
+        np.testing.assert_allclose(q.params[name].grad, f.params[name].grad, rtol=1e-10,
+                                   atol=1e-12, err_msg=name)
+    with pytest.raises(ShapeError, match="offset for 'fc1.bias'"):
+        q.forward(x, offsets={"fc1.bias": np.zeros(3)})
+    with pytest.raises(ConfigError, match="conv / linear"):
+        q.forward(x, offsets={"nope": np.zeros(3)})
+
+
 def test_batchnorm_running_statistics_follow_pytorch():
     m = build("resnet20", input_shape=(3, 8, 8), seed=6)
     t = Trainable(m, dtype=np.float64)

@@ -8,9 +8,11 @@ update. Variants are subclasses:
 
 * a loss with extra terms (e.g. an activation-L1 penalty collected through the
   executor's ``observe`` callback) overrides :meth:`PlainStep.loss`;
-* sharpness-aware steps (SAM / ASAM / SAQ: gradient at w, perturb by rho g/||g||, second
-  forward/backward with ``update_stats=False``, restore, update) override
-  :meth:`PlainStep.__call__` and reuse :meth:`PlainStep.loss_and_grad`.
+* sharpness-aware steps (SAM / ASAM: gradient at w, perturb the latents by
+  rho g/||g||, second forward/backward with ``update_stats=False``, restore, update; SAQ
+  perturbs the *quantised* weights instead, through ``Trainable.forward(offsets=...)``)
+  override :meth:`PlainStep.__call__` and reuse :meth:`PlainStep.loss_and_grad`, whose
+  ``loss`` takes the same keywords.
 """
 
 from __future__ import annotations
@@ -44,16 +46,19 @@ class PlainStep:
 
     name = "plain"
 
-    def loss(self, trainable, x, labels, *, update_stats: bool = True):
-        """The objective on one batch: returns ``(loss Tensor (0-d), logits Tensor)``."""
-        logits = trainable.forward(x, train=True, update_stats=update_stats)
+    def loss(self, trainable, x, labels, *, update_stats: bool = True, offsets=None):
+        """The objective on one batch: returns ``(loss Tensor (0-d), logits Tensor)``.
+
+        ``offsets`` is passed to :meth:`Trainable.forward` (perturbed quantised weights)."""
+        logits = trainable.forward(x, train=True, update_stats=update_stats, offsets=offsets)
         return F.cross_entropy(logits, labels), logits
 
-    def loss_and_grad(self, trainable, x, labels, *, update_stats: bool = True):
+    def loss_and_grad(self, trainable, x, labels, *, update_stats: bool = True, offsets=None):
         """Zero the gradients, evaluate :meth:`loss` and backpropagate; returns
         ``(loss float, logits ndarray)`` with the gradients in ``trainable.params``."""
         trainable.zero_grad()
-        loss, logits = self.loss(trainable, x, labels, update_stats=update_stats)
+        loss, logits = self.loss(trainable, x, labels, update_stats=update_stats,
+                                 offsets=offsets)
         loss.backward()
         return float(data_of(loss)), np.asarray(data_of(logits))
 

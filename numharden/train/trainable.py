@@ -134,23 +134,35 @@ class Trainable:
         for p in self.params.values():
             p.grad = None
 
-    def quantized(self, name: str, params: dict | None = None):
+    def quantized(self, name: str, params: dict | None = None, offsets: dict | None = None):
         """The value the forward uses for parameter ``name``: its latent, fake-quantised
-        to the target format unless that is fp32 (a Tensor while grad mode is on)."""
+        to the target format unless that is fp32, plus ``offsets[name]`` if given (a
+        Tensor while grad mode is on)."""
         p = (params or self.params)[name]
         fmt = self.formats[name]
-        return p if fmt.spec == "fp32" else F.fake_quant_weight(p, fmt, self.axes[name])
+        v = p if fmt.spec == "fp32" else F.fake_quant_weight(p, fmt, self.axes[name])
+        if offsets and name in offsets:
+            v = F.add(v, offsets[name])
+        return v
 
-    def _provider(self, train: bool, params: dict | None):
+    def _provider(self, train: bool, params: dict | None, offsets: dict | None):
         P = params or self.params
+        if offsets:
+            for name, e in offsets.items():
+                if name not in self.kinds or self.kinds[name] not in ("weight", "bias"):
+                    raise ConfigError(f"offset for {name!r}: offsets apply to conv / linear "
+                                      "weights and biases only")
+                if np.shape(data_of(e)) != self.params[name].shape:
+                    raise ShapeError(f"offset for {name!r} has shape {np.shape(data_of(e))}, "
+                                     f"the parameter has {self.params[name].shape}")
 
         def provide(node):
             names = node.params
             if node.op in ("conv2d", "linear"):
-                w = self.quantized(names["weight"], P)
+                w = self.quantized(names["weight"], P, offsets)
                 out = {"weight": F.permute(w, (2, 3, 1, 0)) if node.op == "conv2d" else w}
                 if "bias" in names:
-                    out["bias"] = self.quantized(names["bias"], P)
+                    out["bias"] = self.quantized(names["bias"], P, offsets)
                 return out
             if node.op == "batchnorm":
                 gamma, beta = P[names["weight"]], P[names["bias"]]
@@ -182,7 +194,7 @@ class Trainable:
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, x, *, train: bool = False, update_stats: bool | None = None,
-                params: dict | None = None, observe=None):
+                params: dict | None = None, offsets: dict | None = None, observe=None):
         """Logits of the normalised batch ``x``.
 
         Parameters
@@ -197,6 +209,10 @@ class Trainable:
             second pass over the same batch (SAM-style steps) passes False.
         params : dict of str to Tensor, optional
             Latents to use instead of :attr:`params` (same names; for gradient checks).
+        offsets : dict of str to ndarray, optional
+            Added to the *quantised* values of the named conv / linear weights and biases
+            (a perturbation of what hardware stores, as sharpness-aware quantisation
+            applies it; gradients still reach the latents through the STE).
         observe : callable, optional
             Executor observer ``observe(node, out)`` (activation penalties, calibration).
 
@@ -221,7 +237,7 @@ class Trainable:
         else:
             xh = np.ascontiguousarray(xd.transpose(0, 2, 3, 1), dtype=self.dtype)
         update = train if update_stats is None else bool(update_stats)
-        out = run(self.graph, xh, self._provider(train, params), train=train,
+        out = run(self.graph, xh, self._provider(train, params, offsets), train=train,
                   bn_stats=self._bn_update if (train and update) else None, observe=observe)
         if data_of(out).ndim != 2:
             out = F.reshape(out, (data_of(out).shape[0], -1))
