@@ -16,10 +16,8 @@ import numpy as np
 from .. import __version__, config
 from ..analysis.evaluate import evaluate as evaluate_model
 from ..autograd import functional as F, no_grad
-from ..autograd.tensor import data_of
 from ..data import Dataset
 from ..errors import ConfigError, ShapeError
-from ..graph import Model
 from .optim import make_optimizer
 from .schedule import make_schedule
 from .steps import PlainStep
