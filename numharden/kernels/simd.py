@@ -170,3 +170,4 @@ def vextract(typingctx, v, i):
         return builder.extract_element(args[0], builder.trunc(args[1], ir.IntType(32))
                                        if args[1].type.width > 32 else args[1])
     return types.float32(v, i), codegen
+

@@ -57,7 +57,7 @@ def _use_fast(x, Cog):
 
 
 _SCRATCH_BYTES = 256 * 1024  # padded input per task: stays in L2
-_KC_BYTES = 16 * 1024         # packed weights per reduction block: stays in L1
+_KC_BYTES = 512 * 1024        # packed weights per reduction block: beyond L2, block K
 
 
 def _fast_plan(x_shape, w_shape, Ho, Wo, s, d, groups):
@@ -68,10 +68,11 @@ def _fast_plan(x_shape, w_shape, Ho, Wo, s, d, groups):
     KH, KW, Cig, Co = w_shape
     tasks_wanted = 4 * numba.get_num_threads()
     K = KH * KW * Cig
-    kc = K
+    T = K if Cig < _f.RUN_MIN else KH * KW  # reduction runs, see conv_fast.tap_table
+    kc = T
     if (Co // groups) % 16 == 0 and K * 64 > _KC_BYTES:
-        nkb = -(-K * 64 // _KC_BYTES)
-        kc = -(-K // nkb)
+        nkb = min(T, -(-K * 64 // _KC_BYTES))
+        kc = -(-T // nkb)
     if N >= tasks_wanted:
         Wp = (Wo - 1) * s[1] + (KW - 1) * d[1] + 1
         rows = (Ho - 1) * s[0] + (KH - 1) * d[0] + 1
@@ -111,10 +112,12 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
     if y.size == 0:
         return y
     if _use_fast(x, Co // groups):
-        wp, bp = _f.pack_weight(w, b, groups)
+        tile = 8 if Co // groups <= 8 else _f.TILE_C
+        wp, bp = _f.pack_weight(w, b, groups, tile)
         band, imgs, kc = _fast_plan(x.shape, w.shape, Ho, Wo, s, d, groups)
-        _f.conv_fwd(x, wp, bp, _f.tap_table(KH, KW, w.shape[2], d[0], d[1]), y,
-                    s[0], s[1], p[0], p[2], KH, KW, d[0], d[1], groups, band, imgs, kc,
+        toff, L = _f.tap_table(KH, KW, w.shape[2], d[0], d[1])
+        _f.conv_fwd(x, wp, bp, toff, L, y, s[0], s[1], p[0], p[2], KH, KW, d[0], d[1], groups,
+                    band, imgs, kc if tile == _f.TILE_C else toff.shape[0], tile,
                     apply, np.float32(lo), np.float32(hi))
         return y
     _k.conv_fwd_generic(x, w, np.zeros(Co, x.dtype) if b is None else b, y,
@@ -203,7 +206,7 @@ def _grad_weight(gy, x, w, s, p, d, groups):
     nchunks = min(_g.CHUNKS, -(-N // imgs))
     nblk = -(-(Co // groups) // _f.TILE_C)
     part = np.empty((nchunks, groups * nblk * KH * KW * Cig * _f.TILE_C), dtype=np.float32)
-    _g.conv_bwd_weight(x, gy, _f.tap_table(KH, KW, Cig, d[0], d[1]), part, s[0], s[1],
+    _g.conv_bwd_weight(x, gy, _f.tap_table(KH, KW, Cig, d[0], d[1], None)[0], part, s[0], s[1],
                        p[0], p[2], KH, KW, d[0], d[1], groups, imgs)
     return _g.unpack_weight_grad(part, KH, KW, Cig, Co, groups)
 
