@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import evaluate, info, inject, merge, sweep, train
+from . import evaluate, info, inject, landscape, merge, sweep, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure and improve how quantized neural networks survive hardware faults.")
@@ -14,6 +14,7 @@ app.command("train")(train.train)
 app.command("inject")(inject.inject)
 app.command("sweep")(sweep.sweep)
 app.command("merge")(merge.merge)
+app.command("landscape")(landscape.landscape)
 
 
 def main() -> None:

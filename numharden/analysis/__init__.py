@@ -2,5 +2,7 @@
 
 from .evaluate import evaluate, sparsity_observer
 from .describe import describe
+from .landscape import filter_normalized_direction, landscape, sharpness
 
-__all__ = ["evaluate", "describe", "sparsity_observer"]
+__all__ = ["evaluate", "describe", "sparsity_observer", "landscape", "sharpness",
+           "filter_normalized_direction"]

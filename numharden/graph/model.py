@@ -63,9 +63,12 @@ class Model:
         if bn is not None:
             names += list(bn.params.values())
         key = (node.name, np.dtype(dtype).str, fold)
-        stamp = tuple((id(self.params[n]), self.params[n].version) for n in names)
+        # the stamp holds the tensors themselves (not their ids, which Python may reuse
+        # once a replaced tensor is freed) and their versions
+        stamp = tuple((self.params[n], self.params[n].version) for n in names)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] == stamp:
+        if hit is not None and len(hit[0]) == len(stamp) and all(
+                a is b and va == vb for (a, va), (b, vb) in zip(hit[0], stamp)):
             return hit[1]
         with np.errstate(all="ignore"):  # faulted storage may decode to Inf/NaN
             value = self._compute(node, dtype, bn)
