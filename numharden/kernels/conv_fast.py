@@ -62,21 +62,37 @@ def _fill(x, n0, nimg, ih0, rows, pl, Wp, buf):
             buf[dst:dst + (j1 - j0) * C] = src[(j0 - pl) * C:(j1 - pl) * C]
 
 
+@njit(cache=True, nogil=True)
+def _geometry(x_shape, Ho, Wo, sh, sw, pt, pl, KH, KW, dh, dw):
+    """(padded, Wp): whether tasks copy into a padded scratch, and its row width."""
+    H, W = x_shape[1], x_shape[2]
+    padded = pt > 0 or pl > 0 or (Ho - 1) * sh + (KH - 1) * dh + 1 - pt > H \
+        or (Wo - 1) * sw + (KW - 1) * dw + 1 - pl > W
+    return padded, ((Wo - 1) * sw + (KW - 1) * dw + 1 if padded else W)
+
+
+@njit(cache=True, nogil=True)
+def _offsets(toff, Wp, C):
+    """Source offset of each reduction run for rows of width Wp."""
+    offs = np.empty(toff.shape[0], dtype=np.int64)
+    for k in range(toff.shape[0]):
+        offs[k] = toff[k, 0] * Wp * C + toff[k, 1] * C + toff[k, 2]
+    return offs
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _task(x, task, nbands, band, imgs, Ho, Wo, sh, sw, pt, pl, KH, KW, dh, dw, toff, Cig):
-    """Source buffer, pixel offsets and reduction offsets of one parallel task."""
+def _task(x, task, nbands, band, imgs, Ho, Wo, sh, sw, pt, pl, KH, dh, padded, Wp, buf, pix):
+    """Fill this task's source (buf if padded, else x itself) and pixel offsets (pix);
+    return (source, number of pixels, index of the first output pixel)."""
     N, H, W, C = x.shape
     ng = task // nbands
     n0 = ng * imgs
     nimg = min(imgs, N - n0)
     r0 = (task - ng * nbands) * band
     R = min(Ho, r0 + band) - r0
-    padded = pt > 0 or pl > 0 or (Ho - 1) * sh + (KH - 1) * dh + 1 - pt > H \
-        or (Wo - 1) * sw + (KW - 1) * dw + 1 - pl > W
-    Wp = (Wo - 1) * sw + (KW - 1) * dw + 1 if padded else W
     rows = (R - 1) * sh + (KH - 1) * dh + 1
     if padded:
-        src = np.empty(nimg * rows * Wp * C, dtype=np.float32)
+        src = buf[:nimg * rows * Wp * C]
         _fill(x, n0, nimg, r0 * sh - pt, rows, pl, Wp, src)
         origin = 0
         img = rows * Wp * C
@@ -85,7 +101,6 @@ def _task(x, task, nbands, band, imgs, Ho, Wo, sh, sw, pt, pl, KH, KW, dh, dw, t
         img = H * W * C
         origin = n0 * img + r0 * sh * W * C
     npx = nimg * R * Wo
-    pix = np.empty(npx + NARROW_P, dtype=np.int64)
     t = 0
     for i in range(nimg):
         for r in range(R):
@@ -94,11 +109,7 @@ def _task(x, task, nbands, band, imgs, Ho, Wo, sh, sw, pt, pl, KH, KW, dh, dw, t
                 t += 1
     for t in range(npx, npx + NARROW_P):  # tail tiles recompute the last pixel
         pix[t] = pix[npx - 1]
-    K = toff.shape[0]
-    offs = np.empty(K, dtype=np.int64)
-    for k in range(K):
-        offs[k] = toff[k, 0] * Wp * C + toff[k, 1] * C + toff[k, 2]
-    return src, pix, offs, npx, (n0 * Ho + r0) * Wo
+    return src, npx, (n0 * Ho + r0) * Wo
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -266,16 +277,45 @@ def _tile8(src, pix, t0, go, offs, L, wp, wo, yf, off, Co, count, nvalid, b, act
         yf[off:off + count * Co] = tmp[:count * Co]
 
 
+@njit(cache=True, nogil=True)
+def _run_task(src, pix, tmp, npx, y0, offs, L, T, K, wp, bp, yf, Co, Cig, Cog, groups, nblk,
+              tile, kc, act, lo, hi):
+    """All register tiles of one task (its pixels x every output channel block)."""
+    for g in range(groups):
+        for cb in range(nblk):
+            nvalid = min(tile, Cog - cb * tile)
+            blk = g * nblk + cb
+            c0 = g * Cog + cb * tile
+            if tile == 8:
+                b = vload(bp, blk * 8)
+                for t0 in range(0, npx, NARROW_P):
+                    _tile8(src, pix, t0, g * Cig, offs, L, wp, blk * K * 8,
+                           yf, (y0 + t0) * Co + c0, Co, min(NARROW_P, npx - t0), nvalid,
+                           b, act, lo, hi, tmp)
+                continue
+            b0 = vload(bp, blk * TILE_C)
+            b1 = vload(bp, blk * TILE_C + 8)
+            for k0 in range(0, T, kc):
+                k1 = min(T, k0 + kc)
+                for t0 in range(0, npx, TILE_P):
+                    _tile16(src, pix, t0, g * Cig, offs, L, k0, k1, wp,
+                            (blk * K + k0 * L) * TILE_C, yf, (y0 + t0) * Co + c0, Co,
+                            min(TILE_P, npx - t0), k0 == 0, k1 == T, nvalid, b0, b1,
+                            act, lo, hi, tmp)
+
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def conv_fwd(x, wp, bp, toff, L, y, sh, sw, pt, pl, KH, KW, dh, dw, groups, band, imgs, kc,
-             tile, act, lo, hi):
+             tile, act, lo, hi, workers):
     """y = clamp(conv(x, w) + b), float32 NHWC; wp, bp from pack_weight, toff from tap_table.
 
     A parallel task is ``imgs`` images (then ``band == Ho``) or one band of ``band``
     output rows. ``tile`` is 16 (6x16 tiles) or 8 (12x8 tiles, needs Co/groups <= 8).
     The reduction is toff.shape[0] runs of L contiguous input channels (see tap_table);
     with tile 16 it runs in blocks of ``kc`` runs (``kc`` < all needs
-    ``Co/groups % 16 == 0``: partial sums are parked in y).
+    ``Co/groups % 16 == 0``: partial sums are parked in y). Tasks are dealt to
+    ``workers`` contiguous chunks, each with its scratch allocated once per call.
     """
     N, C = x.shape[0], x.shape[3]
     Ho, Wo, Co = y.shape[1], y.shape[2], y.shape[3]
@@ -287,32 +327,23 @@ def conv_fwd(x, wp, bp, toff, L, y, sh, sw, pt, pl, KH, KW, dh, dw, groups, band
     nbands = (Ho + band - 1) // band
     ngroups = (N + imgs - 1) // imgs
     yf = y.reshape(-1)
-    for task in prange(ngroups * nbands):
-        src, pix, offs, npx, y0 = _task(x, task, nbands, band, imgs, Ho, Wo, sh, sw, pt, pl,
-                                        KH, KW, dh, dw, toff, Cig)
-        tmp = np.empty(NARROW_P * 8 + TILE_P * TILE_C, dtype=np.float32)
-        for g in range(groups):
-            for cb in range(nblk):
-                nvalid = min(tile, Cog - cb * tile)
-                blk = g * nblk + cb
-                c0 = g * Cog + cb * tile
-                if tile == 8:
-                    b = vload(bp, blk * 8)
-                    for t0 in range(0, npx, NARROW_P):
-                        _tile8(src, pix, t0, g * Cig, offs, L, wp, blk * K * 8,
-                               yf, (y0 + t0) * Co + c0, Co, min(NARROW_P, npx - t0), nvalid,
-                               b, act, lo, hi, tmp)
-                    continue
-                b0 = vload(bp, blk * TILE_C)
-                b1 = vload(bp, blk * TILE_C + 8)
-                for k0 in range(0, T, kc):
-                    k1 = min(T, k0 + kc)
-                    for t0 in range(0, npx, TILE_P):
-                        _tile16(src, pix, t0, g * Cig, offs, L, k0, k1, wp,
-                                (blk * K + k0 * L) * TILE_C, yf, (y0 + t0) * Co + c0, Co,
-                                min(TILE_P, npx - t0), k0 == 0, k1 == T, nvalid, b0, b1,
-                                act, lo, hi, tmp)
-
+    padded, Wp = _geometry(x.shape, Ho, Wo, sh, sw, pt, pl, KH, KW, dh, dw)
+    offs = _offsets(toff, Wp, C)
+    ntasks = ngroups * nbands
+    workers = min(workers, ntasks)
+    # scratch per worker, allocated once per call (not per task: no page faults in tasks)
+    bufs = np.empty((workers, imgs * ((band - 1) * sh + (KH - 1) * dh + 1) * Wp * C
+                     if padded else 1), dtype=np.float32)
+    pixs = np.empty((workers, imgs * band * Wo + NARROW_P), dtype=np.int64)
+    tmps = np.empty((workers, NARROW_P * 8 + TILE_P * TILE_C), dtype=np.float32)
+    for wk in prange(workers):
+        pix = pixs[wk]
+        tmp = tmps[wk]
+        for task in range(wk * ntasks // workers, (wk + 1) * ntasks // workers):
+            src, npx, y0 = _task(x, task, nbands, band, imgs, Ho, Wo, sh, sw, pt, pl, KH, dh,
+                                 padded, Wp, bufs[wk], pix)
+            _run_task(src, pix, tmp, npx, y0, offs, L, T, K, wp, bp, yf, Co, Cig, Cog, groups,
+                      nblk, tile, kc, act, lo, hi)
 
 RUN_MIN = 8  # input channels per group from which a run spans a whole tap
 

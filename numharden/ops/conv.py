@@ -118,7 +118,7 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
         toff, L = _f.tap_table(KH, KW, w.shape[2], d[0], d[1])
         _f.conv_fwd(x, wp, bp, toff, L, y, s[0], s[1], p[0], p[2], KH, KW, d[0], d[1], groups,
                     band, imgs, kc if tile == _f.TILE_C else toff.shape[0], tile,
-                    apply, np.float32(lo), np.float32(hi))
+                    apply, np.float32(lo), np.float32(hi), 4 * numba.get_num_threads())
         return y
     _k.conv_fwd_generic(x, w, np.zeros(Co, x.dtype) if b is None else b, y,
                         s[0], s[1], p[0], p[2], d[0], d[1], groups)
