@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv_fast import TILE_C, TILE_P, _fill
-from .simd import vbcast, vfma, vload, vstore
+from .simd import vadd, vbcast, vfma, vload, vstore, vzero
 
 CHUNKS = 8  # partial gradients; fixed so results do not depend on the thread count
 
@@ -23,6 +23,31 @@ CHUNKS = 8  # partial gradients; fixed so results do not depend on the thread co
 def _store_row(part, off, a0, a1):
     vstore(part, off, a0)
     vstore(part, off + 8, a1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gstep(s, q, o0, o1, o2, o3, o4, o5, g0, g1,
+           a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51):
+    """One pixel of a 6-row x 16-channel weight-gradient tile."""
+    v = vbcast(s, q + o0)
+    a00 = vfma(v, g0, a00)
+    a01 = vfma(v, g1, a01)
+    v = vbcast(s, q + o1)
+    a10 = vfma(v, g0, a10)
+    a11 = vfma(v, g1, a11)
+    v = vbcast(s, q + o2)
+    a20 = vfma(v, g0, a20)
+    a21 = vfma(v, g1, a21)
+    v = vbcast(s, q + o3)
+    a30 = vfma(v, g0, a30)
+    a31 = vfma(v, g1, a31)
+    v = vbcast(s, q + o4)
+    a40 = vfma(v, g0, a40)
+    a41 = vfma(v, g1, a41)
+    v = vbcast(s, q + o5)
+    a50 = vfma(v, g0, a50)
+    a51 = vfma(v, g1, a51)
+    return a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -97,57 +122,27 @@ def conv_bwd_weight(x, gy, toff, part, sh, sw, pt, pl, KH, KW, dh, dw, groups, i
                         a40 = vload(pf, b); a41 = vload(pf, b + 8)
                         b = base + TILE_C * min(5, nr - 1)
                         a50 = vload(pf, b); a51 = vload(pf, b + 8)
-                        if nvalid == TILE_C:
-                            for m in range(npx):
-                                q = pix[np.uint64(m)]
-                                e = gyc + m * Co
-                                g0 = vload(gyf, e)
-                                g1 = vload(gyf, e + 8)
-                                v = vbcast(s, q + o0)
-                                a00 = vfma(v, g0, a00)
-                                a01 = vfma(v, g1, a01)
-                                v = vbcast(s, q + o1)
-                                a10 = vfma(v, g0, a10)
-                                a11 = vfma(v, g1, a11)
-                                v = vbcast(s, q + o2)
-                                a20 = vfma(v, g0, a20)
-                                a21 = vfma(v, g1, a21)
-                                v = vbcast(s, q + o3)
-                                a30 = vfma(v, g0, a30)
-                                a31 = vfma(v, g1, a31)
-                                v = vbcast(s, q + o4)
-                                a40 = vfma(v, g0, a40)
-                                a41 = vfma(v, g1, a41)
-                                v = vbcast(s, q + o5)
-                                a50 = vfma(v, g0, a50)
-                                a51 = vfma(v, g1, a51)
-                        else:  # channel tail: gy rows are read through a zero-padded copy
-                            gt = np.zeros(TILE_C, dtype=np.float32)
-                            for m in range(npx):
-                                q = pix[np.uint64(m)]
-                                e = gyc + m * Co
-                                for lane in range(nvalid):
-                                    gt[lane] = gyf[e + lane]
-                                g0 = vload(gt, 0)
-                                g1 = vload(gt, 8)
-                                v = vbcast(s, q + o0)
-                                a00 = vfma(v, g0, a00)
-                                a01 = vfma(v, g1, a01)
-                                v = vbcast(s, q + o1)
-                                a10 = vfma(v, g0, a10)
-                                a11 = vfma(v, g1, a11)
-                                v = vbcast(s, q + o2)
-                                a20 = vfma(v, g0, a20)
-                                a21 = vfma(v, g1, a21)
-                                v = vbcast(s, q + o3)
-                                a30 = vfma(v, g0, a30)
-                                a31 = vfma(v, g1, a31)
-                                v = vbcast(s, q + o4)
-                                a40 = vfma(v, g0, a40)
-                                a41 = vfma(v, g1, a41)
-                                v = vbcast(s, q + o5)
-                                a50 = vfma(v, g0, a50)
-                                a51 = vfma(v, g1, a51)
+                        # full 16-lane loads of gy; with a channel tail the spare lanes
+                        # read the next pixel's values, which land in padding lanes that
+                        # unpack drops -- except past the end of gy: those pixels go
+                        # through a zero-padded copy
+                        m_fast = npx
+                        if nvalid < TILE_C:
+                            m_fast = max(0, min(npx, (gyf.size - TILE_C - gyc) // Co + 1))
+                        for m in range(m_fast):
+                            e = gyc + m * Co
+                            a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51 = _gstep(
+                                s, pix[np.uint64(m)], o0, o1, o2, o3, o4, o5,
+                                vload(gyf, e), vload(gyf, e + 8),
+                                a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51)
+                        gt = np.zeros(TILE_C, dtype=np.float32)
+                        for m in range(m_fast, npx):
+                            e = gyc + m * Co
+                            for lane in range(nvalid):
+                                gt[lane] = gyf[e + lane]
+                            a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51 = _gstep(
+                                s, pix[m], o0, o1, o2, o3, o4, o5, vload(gt, 0), vload(gt, 8),
+                                a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51)
                         _store_row(pf, base, a00, a01)
                         if nr > 1:
                             _store_row(pf, base + TILE_C, a10, a11)
@@ -171,3 +166,116 @@ def unpack_weight_grad(part, KH, KW, Cig, Co, groups):
     t = total.reshape(groups, nblk, KH * KW * Cig, TILE_C).transpose(2, 0, 1, 3)
     t = t.reshape(KH * KW * Cig, groups, nblk * TILE_C)[:, :, :Cog]
     return np.ascontiguousarray(t.reshape(KH, KW, Cig, Co))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_row(buf, off, a0, a1):
+    vstore(buf, off, vadd(vload(buf, off), a0))
+    vstore(buf, off + 8, vadd(vload(buf, off + 8), a1))
+
+
+@njit(cache=True, nogil=True)
+def _scatter_task(gyf, wt, buf, pix, npx, gy0, Co, Cog, groups, nblk, Cpad, toffs):
+    """Add one task's gy pixels, times the transposed weights, into its padded buffer."""
+    T = toffs.shape[0]
+    for g in range(groups):
+        for cb in range(nblk):
+            blk = g * nblk + cb
+            c0 = blk * TILE_C
+            for t0 in range(0, npx, TILE_P):
+                count = min(TILE_P, npx - t0)
+                e0 = gy0 + t0 * Co + g * Cog
+                e1 = gy0 + min(t0 + 1, npx - 1) * Co + g * Cog
+                e2 = gy0 + min(t0 + 2, npx - 1) * Co + g * Cog
+                e3 = gy0 + min(t0 + 3, npx - 1) * Co + g * Cog
+                e4 = gy0 + min(t0 + 4, npx - 1) * Co + g * Cog
+                e5 = gy0 + min(t0 + 5, npx - 1) * Co + g * Cog
+                for t in range(T):
+                    wo = (blk * T + t) * Cog * TILE_C
+                    a00 = vzero(); a01 = vzero(); a10 = vzero(); a11 = vzero()
+                    a20 = vzero(); a21 = vzero(); a30 = vzero(); a31 = vzero()
+                    a40 = vzero(); a41 = vzero(); a50 = vzero(); a51 = vzero()
+                    for co in range(Cog):
+                        w0 = vload(wt, wo)
+                        w1 = vload(wt, wo + 8)
+                        wo += TILE_C
+                        v = vbcast(gyf, e0 + co)
+                        a00 = vfma(v, w0, a00)
+                        a01 = vfma(v, w1, a01)
+                        v = vbcast(gyf, e1 + co)
+                        a10 = vfma(v, w0, a10)
+                        a11 = vfma(v, w1, a11)
+                        v = vbcast(gyf, e2 + co)
+                        a20 = vfma(v, w0, a20)
+                        a21 = vfma(v, w1, a21)
+                        v = vbcast(gyf, e3 + co)
+                        a30 = vfma(v, w0, a30)
+                        a31 = vfma(v, w1, a31)
+                        v = vbcast(gyf, e4 + co)
+                        a40 = vfma(v, w0, a40)
+                        a41 = vfma(v, w1, a41)
+                        v = vbcast(gyf, e5 + co)
+                        a50 = vfma(v, w0, a50)
+                        a51 = vfma(v, w1, a51)
+                    o = toffs[t] + c0
+                    _add_row(buf, pix[t0] + o, a00, a01)
+                    if count > 1:
+                        _add_row(buf, pix[t0 + 1] + o, a10, a11)
+                    if count > 2:
+                        _add_row(buf, pix[t0 + 2] + o, a20, a21)
+                    if count > 3:
+                        _add_row(buf, pix[t0 + 3] + o, a30, a31)
+                    if count > 4:
+                        _add_row(buf, pix[t0 + 4] + o, a40, a41)
+                    if count > 5:
+                        _add_row(buf, pix[t0 + 5] + o, a50, a51)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def conv_bwd_input(gy, wt, gx, sh, sw, pt, pl, KH, KW, dh, dw, groups):
+    """gx = transposed convolution of gy, scatter form, one image per task.
+
+    wt packs w as (groups, Cig/16 blocks, KH, KW, Co/groups, 16) (see pack_transposed).
+    Each task adds 6-pixel x 16-channel tiles of gy @ w^T for every tap into a padded
+    buffer whose channels are padded to the blocks, then crops it into gx; taps are
+    visited in (kh, kw) order and pixels in row-major order, so the bits are fixed.
+    """
+    N, H, W, Ci = gx.shape
+    Ho, Wo, Co = gy.shape[1], gy.shape[2], gy.shape[3]
+    Cig = Ci // groups
+    Cog = Co // groups
+    nblk = (Cig + TILE_C - 1) // TILE_C
+    Cpad = groups * nblk * TILE_C
+    Hp = max((Ho - 1) * sh + (KH - 1) * dh + 1, H + pt)
+    Wp = max((Wo - 1) * sw + (KW - 1) * dw + 1, W + pl)
+    toffs = np.empty(KH * KW, dtype=np.int64)
+    for kh in range(KH):
+        for kw in range(KW):
+            toffs[kh * KW + kw] = (kh * dh * Wp + kw * dw) * Cpad
+    gyf = gy.reshape(-1)
+    for n in prange(N):
+        buf = np.zeros(Hp * Wp * Cpad + TILE_C, dtype=np.float32)
+        pix = np.empty(Ho * Wo, dtype=np.int64)
+        for oh in range(Ho):
+            for ow in range(Wo):
+                pix[oh * Wo + ow] = (oh * sh * Wp + ow * sw) * Cpad
+        _scatter_task(gyf, wt, buf, pix, Ho * Wo, n * Ho * Wo * Co, Co, Cog, groups, nblk,
+                      Cpad, toffs)
+        for ih in range(H):
+            for iw in range(W):
+                src = ((ih + pt) * Wp + iw + pl) * Cpad
+                for g in range(groups):
+                    for c in range(Cig):
+                        gx[n, ih, iw, g * Cig + c] = buf[src + g * nblk * TILE_C + c]
+
+
+def pack_transposed(w, groups):
+    """HWIO (KH, KW, Cig, Co) -> flat (groups, ceil(Cig/16), KH, KW, Co/groups, 16)."""
+    KH, KW, Cig, Co = w.shape
+    Cog = Co // groups
+    nblk = -(-Cig // TILE_C)
+    wg = np.zeros((KH, KW, nblk * TILE_C, groups, Cog), dtype=np.float32)
+    wg[:, :, :Cig] = w.reshape(KH, KW, Cig, groups, Cog)
+    wt = wg.reshape(KH, KW, nblk, TILE_C, groups, Cog).transpose(4, 2, 0, 1, 5, 3)
+    return np.ascontiguousarray(wt).reshape(-1)
+

@@ -10,7 +10,7 @@ from ..errors import ConfigError, ShapeError
 from ..kernels import conv as _k
 from ..kernels import conv_fast as _f
 from ..kernels import conv_grad as _g
-from ._check import as_float, grad_like, ints, like, out_size
+from ._check import as_float, colsum, grad_like, ints, like, out_size
 
 
 def _conv_args(x, w, b, stride, padding, dilation, groups):
@@ -154,13 +154,14 @@ def conv2d_vjp(gy, x, w, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
     if need_w:
         gw = _grad_weight(gy, x, w, s, p, d, groups)
     if need_b:
-        gb = gy.reshape(-1, gy.shape[3]).sum(axis=0)
+        gb = colsum(gy.reshape(-1, gy.shape[3])).astype(gy.dtype)
     return gx, gw, gb
 
 
 def _grad_input(gy, x, w, s, p, d, groups):
-    """Transposed convolution. float32: the forward kernel on gy (zero-stuffed by the
-    stride) with flipped, channel-swapped weights; else the generic gather kernel."""
+    """Transposed convolution. float32, stride 1: the forward kernel on gy with flipped,
+    channel-swapped weights; float32, strided: the scatter kernel; else the generic
+    gather kernel."""
     N, H, W, Ci = x.shape
     KH, KW, Cig, Co = w.shape
     Cog = Co // groups
@@ -169,12 +170,13 @@ def _grad_input(gy, x, w, s, p, d, groups):
         wt = np.ascontiguousarray(w.transpose(0, 1, 3, 2))
         _k.conv_bwd_input(gy, wt, gx, s[0], s[1], p[0], p[2], d[0], d[1], groups)
         return gx
-    # gx[ih] = sum_k up[ih - lo + k*d] * w[KH-1-k], up = gy with stride-1 zeros between rows
+    if s != (1, 1):  # scatter form: no zero-stuffing
+        gx = np.empty_like(x)
+        _g.conv_bwd_input(gy, _g.pack_transposed(w, groups), gx, s[0], s[1], p[0], p[2],
+                          KH, KW, d[0], d[1], groups)
+        return gx
+    # gx[ih] = sum_k gy[ih - lo + k*d] * w[KH-1-k]: a forward convolution of gy
     up = gy
-    if s != (1, 1):
-        up = np.zeros((N, (gy.shape[1] - 1) * s[0] + 1, (gy.shape[2] - 1) * s[1] + 1, Co),
-                      dtype=gy.dtype)
-        up[:, ::s[0], ::s[1]] = gy
     pads = []
     for axis, (size, k, dil, lo) in enumerate(((H, KH, d[0], p[0]), (W, KW, d[1], p[2]))):
         lo = dil * (k - 1) - lo
@@ -202,7 +204,9 @@ def _grad_weight(gy, x, w, s, p, d, groups):
     Ho, Wo = gy.shape[1], gy.shape[2]
     Wp = (Wo - 1) * s[1] + (KW - 1) * d[1] + 1
     rows = (Ho - 1) * s[0] + (KH - 1) * d[0] + 1
-    imgs = max(1, min(-(-N // _g.CHUNKS), _SCRATCH_BYTES // (rows * Wp * Ci * 4)))
+    # images per pass: their padded input and their gy together stay in L2
+    per_img = (rows * Wp * Ci + Ho * Wo * Co) * 4
+    imgs = max(1, min(-(-N // _g.CHUNKS), _SCRATCH_BYTES // per_img))
     nchunks = min(_g.CHUNKS, -(-N // imgs))
     nblk = -(-(Co // groups) // _f.TILE_C)
     part = np.empty((nchunks, groups * nblk * KH * KW * Cig * _f.TILE_C), dtype=np.float32)

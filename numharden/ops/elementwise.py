@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, ShapeError
-from ._check import as_float, grad_like, like
+from ._check import as_float, colsum, grad_like, like
 
 
 def relu(x):
@@ -112,9 +112,13 @@ def batchnorm_train(x, gamma, beta, eps):
         raise ConfigError(f"batch norm eps must be > 0, found {eps}; use e.g. 1e-5")
     flat = x.reshape(-1, C)
     if flat.shape[0] < 1:
-        raise ShapeError(f"batchnorm_train needs at least one value per channel, x has shape {x.shape}")
-    mean = flat.mean(axis=0, dtype=np.float64)
-    var = ((flat - mean) ** 2).mean(axis=0)
+        raise ShapeError("batchnorm_train needs at least one value per channel, x has "
+                         f"shape {x.shape}")
+    M = flat.shape[0]
+    mean = colsum(flat) / M
+    centered = flat - mean.astype(x.dtype)
+    centered *= centered
+    var = colsum(centered) / M
     inv_std = (1.0 / np.sqrt(var + float(eps))).astype(x.dtype)
     mean, var = mean.astype(x.dtype), var.astype(x.dtype)
     xhat = (x - mean) * inv_std
@@ -140,8 +144,8 @@ def batchnorm_train_vjp(gy, ctx):
     gy = grad_like("gy", gy, xhat.shape, xhat.dtype)
     C = xhat.shape[-1]
     g2, h2 = gy.reshape(-1, C), xhat.reshape(-1, C)
-    gbeta = g2.sum(axis=0)
-    ggamma = (g2 * h2).sum(axis=0)
+    gbeta = colsum(g2).astype(gy.dtype)
+    ggamma = colsum(g2 * h2).astype(gy.dtype)
     M = h2.shape[0]
     gx = gy - gbeta / xhat.dtype.type(M)
     gx -= xhat * (ggamma / xhat.dtype.type(M))
