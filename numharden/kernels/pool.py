@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .elementwise import sel
+
 
 @njit(cache=True, nogil=True, parallel=True)
 def maxpool_fwd(x, y, arg, kh_, kw_, sh, sw, pt, pl, dh, dw):
@@ -36,11 +38,12 @@ def maxpool_fwd(x, y, arg, kh_, kw_, sh, sw, pt, pl, dh, dw):
                         continue
                     xr = x[n, ih, iw]
                     pos = ih * W + iw
-                    for c in range(C):
+                    for c in range(C):  # branch-free so that it vectorises
                         v = xr[c]
-                        if v > out[c] or np.isnan(v):
-                            out[c] = v
-                            idx[c] = pos
+                        b = out[c]
+                        take = (v > b) | (v != v)
+                        out[c] = sel(take, v, b)
+                        idx[c] = sel(take, pos, idx[c])
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -32,18 +32,3 @@ def act_dequant(codes, s, y):
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
             y[i] = codes[i] * s
 
-
-@njit(cache=True, nogil=True)
-def act_quant_bwd(gy, x, clip, gx):
-    """gx = gy where 0 <= x <= clip else 0; returns sum of gy where x > clip (float64)."""
-    gclip = 0.0
-    for i in range(x.size):
-        v = x[i]
-        if v > clip:
-            gclip += gy[i]
-            gx[i] = 0
-        elif v >= 0:
-            gx[i] = gy[i]
-        else:
-            gx[i] = 0
-    return gclip

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, ShapeError
+from ..kernels import elementwise as _e
 from ._check import as_float, colsum, grad_like, like
 
 
@@ -16,11 +17,18 @@ def relu(x):
     return np.maximum(x, x.dtype.type(0))
 
 
-def relu_vjp(gy, x):
-    """gy where x > 0 else 0 (zero at x == 0, as PyTorch)."""
+def _window_vjp(gy, x, lo, hi):
     x = as_float("x", x)
     gy = grad_like("gy", gy, x.shape, x.dtype)
-    return np.where(x > 0, gy, x.dtype.type(0))
+    gx = np.empty_like(x)
+    _e.window_vjp(gy.reshape(-1), x.reshape(-1), x.dtype.type(lo), x.dtype.type(hi),
+                  gx.reshape(-1))
+    return gx
+
+
+def relu_vjp(gy, x):
+    """gy where x > 0 else 0 (zero at x == 0, as PyTorch)."""
+    return _window_vjp(gy, x, 0.0, np.inf)
 
 
 def _bounds(lo, hi):
@@ -39,10 +47,8 @@ def hardtanh(x, lo, hi):
 
 def hardtanh_vjp(gy, x, lo, hi):
     """gy where lo < x < hi else 0 (zero on the boundaries, as PyTorch)."""
-    x = as_float("x", x)
-    gy = grad_like("gy", gy, x.shape, x.dtype)
     lo, hi = _bounds(lo, hi)
-    return np.where((x > x.dtype.type(lo)) & (x < x.dtype.type(hi)), gy, x.dtype.type(0))
+    return _window_vjp(gy, x, lo, hi)
 
 
 def relu6(x):

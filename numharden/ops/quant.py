@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError, DTypeError
+from ..kernels import elementwise as _e
 from ..kernels import quant as _k
 from ._check import as_float, grad_like
 
@@ -135,5 +136,6 @@ def act_quant_vjp(gy, x, clip):
     gy = grad_like("gy", gy, x.shape, x.dtype)
     clip_t, _ = _step("act_quant_vjp", x, 1, clip)
     gx = np.empty_like(x)
-    gclip = _k.act_quant_bwd(gy.reshape(-1), x.reshape(-1), clip_t, gx.reshape(-1))
-    return gx, x.dtype.type(gclip)
+    part = np.empty(-(-x.size // _e.CHUNK), dtype=np.float64)
+    _e.act_quant_bwd(gy.reshape(-1), x.reshape(-1), clip_t, gx.reshape(-1), part)
+    return gx, x.dtype.type(part.sum())
