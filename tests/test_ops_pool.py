@@ -107,3 +107,23 @@ def test_pool_errors():
         ops.maxpool2d_vjp(y, arg + 100, x.shape)
     with pytest.raises(ShapeError, match="forward output"):
         ops.avgpool2d_vjp(y[:, :2], x.shape, 2)
+
+
+@pytest.mark.parametrize("C", [3, 8, 19])
+def test_maxpool_float32_vector_kernel_nan_ties_and_no_argmax(C):
+    """float32 runs a kernel with 8-channel vectors and float-coded indices: check
+    channel tails (C % 8), ties, NaN, padding, and that with_argmax=False gives the
+    same maxima and None."""
+    rng = np.random.default_rng(C)
+    x = np.round(rng.standard_normal((3, 7, 6, C)), 1).astype(np.float32)  # many ties
+    x[0, 2, 3, :2] = np.nan
+    x[2, 6, 5, -1] = np.nan  # the very last element: the over-read guard path
+    for k, s, p, d, cm in [((3, 3), (2, 2), (1, 1, 1, 1), (1, 1), True),
+                           ((2, 2), (1, 2), (0, 1, 1, 0), (2, 1), False)]:
+        y, arg = ops.maxpool2d(x, k, s, p, d, cm)
+        ry, rarg = nv.maxpool2d(x, k, s, p, d, cm)
+        np.testing.assert_array_equal(y, ry.astype(np.float32))
+        np.testing.assert_array_equal(arg, rarg)
+        y2, none = ops.maxpool2d(x, k, s, p, d, cm, with_argmax=False)
+        assert none is None
+        np.testing.assert_array_equal(y2, y)

@@ -363,7 +363,8 @@ def tap_table(KH, KW, Cig, dh, dw, min_run=RUN_MIN):
 
 
 def pack_weight(w, b, groups, tile=TILE_C):
-    """HWIO float32 weights -> flat (groups, nblk, KH, KW, Cig, tile), bias -> (groups*nblk*tile,)."""
+    """HWIO float32 weights -> flat (groups, nblk, KH, KW, Cig, tile);
+    bias -> (groups * nblk * tile,), zero-padded."""
     KH, KW, Cig, Co = w.shape
     Cog = Co // groups
     nblk = -(-Cog // tile)

@@ -6,44 +6,119 @@ import numpy as np
 from numba import njit, prange
 
 from .elementwise import sel
+from .simd import vextract, vload, vsplat, vstore, vtake
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _taps(o, s, pad, k, d, size):
+    """Start of window o and the range [k0, k1) of its taps inside [0, size)."""
+    start = o * s - pad
+    k0 = 0
+    while k0 < k and start + k0 * d < 0:
+        k0 += 1
+    k1 = k
+    while k1 > k0 and start + (k1 - 1) * d >= size:
+        k1 -= 1
+    return start, k0, k1
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def maxpool_fwd(x, y, arg, kh_, kw_, sh, sw, pt, pl, dh, dw):
-    """Window max; arg holds ih*W+iw of the first max in row-major scan, NaN wins (PyTorch)."""
+def maxpool_fwd(x, y, arg, kh_, kw_, sh, sw, pt, pl, dh, dw, want_arg):
+    """Window max; arg (if want_arg) holds ih*W+iw of the first max in row-major scan,
+    a NaN wins (PyTorch). Padding windows hold at least one input element."""
     N, H, W, C = x.shape
     Ho, Wo = y.shape[1], y.shape[2]
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
+    af = arg.reshape(-1)
     for t in prange(N * Ho):
         n = t // Ho
         oh = t - n * Ho
-        h0 = oh * sh - pt
-        while h0 < 0:
-            h0 += dh
+        h0, a0, a1 = _taps(oh, sh, pt, kh_, dh, H)
         for ow in range(Wo):
-            w0 = ow * sw - pl
-            while w0 < 0:
-                w0 += dw
-            out = y[n, oh, ow]
-            idx = arg[n, oh, ow]
+            w0, b0, b1 = _taps(ow, sw, pl, kw_, dw, W)
+            yo = (t * Wo + ow) * C
+            pos0 = (h0 + a0 * dh) * W + w0 + b0 * dw
             for c in range(C):
-                out[c] = -np.inf
-                idx[c] = h0 * W + w0
-            for kh in range(kh_):
-                ih = oh * sh - pt + kh * dh
-                if ih < 0 or ih >= H:
-                    continue
-                for kw in range(kw_):
-                    iw = ow * sw - pl + kw * dw
-                    if iw < 0 or iw >= W:
-                        continue
-                    xr = x[n, ih, iw]
-                    pos = ih * W + iw
-                    for c in range(C):  # branch-free so that it vectorises
-                        v = xr[c]
-                        b = out[c]
-                        take = (v > b) | (v != v)
-                        out[c] = sel(take, v, b)
-                        idx[c] = sel(take, pos, idx[c])
+                yf[yo + c] = -np.inf
+            if want_arg:
+                for c in range(C):
+                    af[yo + c] = pos0
+            for kh in range(a0, a1):
+                ih = h0 + kh * dh
+                for kw in range(b0, b1):
+                    iw = w0 + kw * dw
+                    xo = ((n * H + ih) * W + iw) * C
+                    if want_arg:
+                        pos = ih * W + iw
+                        for c in range(C):  # branch-free so that it vectorises
+                            v = xf[xo + c]
+                            b = yf[yo + c]
+                            take = (v > b) | (v != v)
+                            yf[yo + c] = sel(take, v, b)
+                            af[yo + c] = sel(take, pos, af[yo + c])
+                    else:
+                        for c in range(C):
+                            v = xf[xo + c]
+                            b = yf[yo + c]
+                            yf[yo + c] = sel((v > b) | (v != v), v, b)
+
+
+@njit(cache=True, nogil=True)
+def _maxpool_row_f32(xf, yf, af, n, oh, t, H, W, C, Wo, kh_, kw_, sh, sw, pt, pl, dh, dw,
+                     want_arg, tmp):
+    """One output row of maxpool_fwd for float32, 8 channels per vector.
+
+    With C % 8 != 0 the last vector of a pixel also reads (and writes) the first lanes
+    of the next pixel; pixels go in ascending order so the next pixel overwrites them,
+    and the row's last pixel and reads past the end of x go through tmp."""
+    h0, a0, a1 = _taps(oh, sh, pt, kh_, dh, H)
+    row_end = (t + 1) * Wo * C
+    for ow in range(Wo):
+        w0, b0, b1 = _taps(ow, sw, pl, kw_, dw, W)
+        yo = (t * Wo + ow) * C
+        pos0 = (h0 + a0 * dh) * W + w0 + b0 * dw
+        for cb in range(0, C, 8):
+            nv = min(8, C - cb)
+            best = vsplat(np.float32(-np.inf))
+            idx = vsplat(np.float32(pos0))
+            for kh in range(a0, a1):
+                ih = h0 + kh * dh
+                for kw in range(b0, b1):
+                    iw = w0 + kw * dw
+                    xo = ((n * H + ih) * W + iw) * C + cb
+                    if xo + 8 <= xf.size:
+                        v = vload(xf, xo)
+                    else:
+                        for lane in range(nv):
+                            tmp[lane] = xf[xo + lane]
+                        v = vload(tmp, 0)
+                    if want_arg:
+                        idx = vtake(v, best, vsplat(np.float32(ih * W + iw)), idx)
+                    best = vtake(v, best, v, best)
+            if nv == 8 or yo + cb + 8 <= row_end:
+                vstore(yf, yo + cb, best)
+            else:
+                for lane in range(nv):
+                    yf[yo + cb + lane] = vextract(best, lane)
+            if want_arg:
+                for lane in range(nv):
+                    af[yo + cb + lane] = np.int64(vextract(idx, lane))
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def maxpool_fwd_f32(x, y, arg, kh_, kw_, sh, sw, pt, pl, dh, dw, want_arg):
+    """maxpool_fwd for float32 inputs with H*W < 2**24 (indices travel as float32)."""
+    N, H, W, C = x.shape
+    Ho, Wo = y.shape[1], y.shape[2]
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
+    af = arg.reshape(-1)
+    for t in prange(N * Ho):
+        n = t // Ho
+        tmp = np.zeros(8, dtype=np.float32)
+        _maxpool_row_f32(xf, yf, af, n, t - n * Ho, t, H, W, C, Wo, kh_, kw_, sh, sw, pt, pl,
+                         dh, dw, want_arg, tmp)
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -26,6 +26,13 @@ class F32x8Type(types.Type):
 
 f32x8 = F32x8Type()
 _VEC = ir.VectorType(ir.FloatType(), LANES)
+_I32 = ir.IntType(32)
+_SPLAT = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)  # shuffle mask: lane 0 everywhere
+
+
+def _splat(builder, s):
+    v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), s, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined), _SPLAT)
 
 
 @register_model(F32x8Type)
@@ -85,10 +92,7 @@ def vbcast(typingctx, a, i):
         return None
 
     def codegen(context, builder, sig, args):
-        s = builder.load(_ptr(context, builder, sig.args[0], args[0], args[1]))
-        v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined),
-                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+        return _splat(builder, builder.load(_ptr(context, builder, sig.args[0], args[0], args[1])))
     return f32x8(a, i), codegen
 
 
@@ -99,10 +103,7 @@ def vsplat(typingctx, s):
         return None
 
     def codegen(context, builder, sig, args):
-        v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), args[0],
-                                   ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined),
-                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+        return _splat(builder, args[0])
     return f32x8(s), codegen
 
 
@@ -127,17 +128,6 @@ def vadd(typingctx, a, b):
 
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
-    return f32x8(a, b), codegen
-
-
-@intrinsic
-def vmul(typingctx, a, b):
-    """a * b."""
-    if not (a == f32x8 and b == f32x8):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.fmul(args[0], args[1])
     return f32x8(a, b), codegen
 
 
@@ -167,7 +157,20 @@ def vextract(typingctx, v, i):
         return None
 
     def codegen(context, builder, sig, args):
-        return builder.extract_element(args[0], builder.trunc(args[1], ir.IntType(32))
-                                       if args[1].type.width > 32 else args[1])
+        i = builder.trunc(args[1], _I32) if args[1].type.width > 32 else args[1]
+        return builder.extract_element(args[0], i)
     return types.float32(v, i), codegen
 
+
+
+@intrinsic
+def vtake(typingctx, v, b, x, y):
+    """Lanewise x if (v > b or v is NaN) else y: the max-pool update rule of PyTorch."""
+    if not all(t == f32x8 for t in (v, b, x, y)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v_, b_, x_, y_ = args
+        take = builder.or_(builder.fcmp_ordered(">", v_, b_), builder.fcmp_unordered("uno", v_, v_))
+        return builder.select(take, x_, y_)
+    return f32x8(v, b, x, y), codegen

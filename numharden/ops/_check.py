@@ -30,7 +30,8 @@ def as_float(name: str, x, ndim: int | tuple[int, ...] | None = None) -> np.ndar
 
 
 def like(name: str, a, ref: np.ndarray, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Check that ``a`` has the dtype of ``ref`` (and ``shape`` if given); return it C-contiguous."""
+    """Check that ``a`` has the dtype of ``ref`` (and ``shape`` if given); return it
+    C-contiguous."""
     a = as_float(name, a)
     if a.dtype != ref.dtype:
         raise DTypeError(f"{name} has dtype {a.dtype} but the input has {ref.dtype}; ops "

@@ -44,8 +44,12 @@ def _act_range(act):
         return True, 0.0, np.inf
     if act == "relu6":
         return True, 0.0, 6.0
-    if isinstance(act, tuple) and len(act) == 2 and float(act[0]) < float(act[1]):
-        return True, float(act[0]), float(act[1])
+    try:
+        lo, hi = (float(v) for v in act)
+    except (TypeError, ValueError):
+        lo = hi = 0.0
+    if isinstance(act, tuple) and lo < hi:
+        return True, lo, hi
     raise ConfigError(f"act must be None, 'relu', 'relu6' or a (lo, hi) tuple with lo < hi "
                       f"(hardtanh), found {act!r}")
 

@@ -11,10 +11,15 @@ from ..kernels import elementwise as _e
 from ._check import as_float, colsum, grad_like, like
 
 
+def _clamp(x, lo, hi):
+    y = np.empty_like(x)
+    _e.clamp(x.reshape(-1), x.dtype.type(lo), x.dtype.type(hi), y.reshape(-1))
+    return y
+
+
 def relu(x):
     """max(x, 0) elementwise; NaN propagates. x : ndarray float32/float64, any shape."""
-    x = as_float("x", x)
-    return np.maximum(x, x.dtype.type(0))
+    return _clamp(as_float("x", x), 0.0, np.inf)
 
 
 def _window_vjp(gy, x, lo, hi):
@@ -42,7 +47,7 @@ def hardtanh(x, lo, hi):
     """clip(x, lo, hi) elementwise (``lo < hi``); NaN propagates."""
     x = as_float("x", x)
     lo, hi = _bounds(lo, hi)
-    return np.clip(x, x.dtype.type(lo), x.dtype.type(hi))
+    return _clamp(x, lo, hi)
 
 
 def hardtanh_vjp(gy, x, lo, hi):
@@ -77,8 +82,8 @@ def channel_affine(x, a, c):
     C = x.shape[-1]
     a = like("a", a, x, (C,))
     c = like("c", c, x, (C,))
-    y = x * a
-    y += c
+    y = np.empty_like(x)
+    _e.channel_affine(x.reshape(-1, C), a, c, y.reshape(-1, C))
     return y
 
 

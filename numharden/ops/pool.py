@@ -23,7 +23,8 @@ def _pool_args(name, x, kernel, stride, padding, dilation, ceil_mode):
     return x, k, s, p, d, Ho, Wo
 
 
-def maxpool2d(x, kernel, stride=None, padding=(0, 0, 0, 0), dilation=(1, 1), ceil_mode=False):
+def maxpool2d(x, kernel, stride=None, padding=(0, 0, 0, 0), dilation=(1, 1), ceil_mode=False,
+              *, with_argmax=True):
     """2-D max pooling, PyTorch ``max_pool2d`` semantics in NHWC.
 
     Padding is implicit ``-inf``. Ties go to the first maximum in row-major window
@@ -37,19 +38,24 @@ def maxpool2d(x, kernel, stride=None, padding=(0, 0, 0, 0), dilation=(1, 1), cei
     ceil_mode : bool
         Round the output size up; the last window must still start inside the input
         or the top/left padding.
+    with_argmax : bool, keyword-only
+        ``False`` skips the indices (inference: half the memory traffic) and returns
+        ``None`` in their place.
 
     Returns
     -------
     y : ndarray, shape (N, Ho, Wo, C), dtype of ``x``
-    argmax : ndarray, shape (N, Ho, Wo, C), int64
+    argmax : ndarray, shape (N, Ho, Wo, C), int64, or None
         Flat index ``ih * W + iw`` of the chosen element in its (H, W) plane.
     """
     x, k, s, p, d, Ho, Wo = _pool_args("maxpool2d", x, kernel, stride, padding, dilation,
                                        ceil_mode)
     y = np.empty((x.shape[0], Ho, Wo, x.shape[3]), dtype=x.dtype)
-    arg = np.empty(y.shape, dtype=np.int64)
-    _k.maxpool_fwd(x, y, arg, k[0], k[1], s[0], s[1], p[0], p[2], d[0], d[1])
-    return y, arg
+    arg = np.empty(y.shape if with_argmax else (0, 0, 0, 0), dtype=np.int64)
+    kernel = _k.maxpool_fwd_f32 if x.dtype == np.float32 and x.shape[1] * x.shape[2] < 2 ** 24 \
+        else _k.maxpool_fwd
+    kernel(x, y, arg, k[0], k[1], s[0], s[1], p[0], p[2], d[0], d[1], bool(with_argmax))
+    return y, (arg if with_argmax else None)
 
 
 def maxpool2d_vjp(gy, argmax, x_shape):
@@ -156,7 +162,10 @@ def global_avgpool_vjp(gy, x_shape):
     gx : ndarray, shape ``x_shape``, dtype of ``gy``
     """
     gy = as_float("gy", gy, 4)
-    N, H, W, C = (int(v) for v in x_shape)
+    x_shape = tuple(int(v) for v in x_shape)
+    if len(x_shape) != 4:
+        raise ShapeError(f"global_avgpool_vjp: x_shape must be (N, H, W, C), found {x_shape}")
+    N, H, W, C = x_shape
     gy = grad_like("gy", gy, (N, 1, 1, C), gy.dtype)
     gx = np.empty((N, H, W, C), dtype=gy.dtype)
     gx[...] = gy / gy.dtype.type(H * W)
