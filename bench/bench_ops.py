@@ -107,7 +107,8 @@ def bench_layer(layer, batch, repeat, backward, rng):
     if backward:
         gy = rng.standard_normal((batch, Ho, Ho, Co)).astype(np.float32)
         gyt = torch.from_numpy(gy).permute(0, 3, 1, 2)
-        for which, mask in (("grad_input", (True, False, False)), ("grad_weight", (False, True, True))):
+        for which, mask in (("grad_input", (True, False, False)),
+                            ("grad_weight", (False, True, True))):
             if which == "grad_input" and Ci == 1 or which == "grad_input" and name == "conv1":
                 continue  # the image needs no gradient
             need = dict(need_x=mask[0], need_w=mask[1], need_b=mask[2])

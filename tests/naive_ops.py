@@ -38,7 +38,8 @@ def conv2d(x, w, b, stride, padding, dilation, groups):
                             iw = ow * stride[1] - padding[2] + kw * dilation[1]
                             if 0 <= ih < H and 0 <= iw < W:
                                 for ci in range(Cig):
-                                    acc += float(x[n, ih, iw, g * Cig + ci]) * float(w[kh, kw, ci, co])
+                                    acc += (float(x[n, ih, iw, g * Cig + ci])
+                                            * float(w[kh, kw, ci, co]))
                     y[n, oh, ow, co] = acc
     return y
 

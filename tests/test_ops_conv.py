@@ -150,9 +150,9 @@ def test_linear_and_vjp():
         ops.linear(x.astype(np.float32), w)
 
 
-# Task plans of the register-blocked float32 kernel: (band rows, images per task, kc).
-# kc < K (partial sums parked in y) is only planned when Co/groups % 16 == 0.
-PLANS = [(None, 2, None), (2, 1, None), (1, 1, 7), (None, 3, 5), (3, 1, 16)]
+# Task plans of the register-blocked float32 kernel: (images per task, tile chunks per
+# image); chunks are only planned with one image per task.
+PLANS = [(2, 1), (1, 3), (1, 1), (3, 1), (1, 1000)]
 FAST_CASES = [
     (5, 7, 9, 3, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (5, 9, 7, 4, 20, 3, 3, (2, 1), (2, 0, 1, 2), (2, 2), 1),
@@ -170,12 +170,9 @@ def test_conv2d_fast_kernel_task_plans(monkeypatch, case, plan):
     import numharden.ops.conv as oc
     x, w, b, kw = _data(case, np.float32, seed=7)
     ref = nv.conv2d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
-    K = w.shape[0] * w.shape[1] * w.shape[2]
-    band, imgs, kc = plan
-    if (w.shape[3] // kw["groups"]) % 16:
-        kc = None
-    monkeypatch.setattr(oc, "_fast_plan", lambda xs, ws, Ho, Wo, s, d, g: (
-        Ho if band is None else band, imgs, K if kc is None else min(kc, K)))
+    imgs, chunks = plan
+    monkeypatch.setattr(oc, "_fast_plan", lambda N, ntiles, img_bytes: (
+        imgs, min(chunks, ntiles)))
     y = ops.conv2d(x, w, b, **kw)
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(ops.conv2d(x, w, b, **kw, act="relu"), ops.relu(y))
@@ -218,3 +215,32 @@ def test_conv2d_weight_grad_several_images_per_chunk():
         numba.set_num_threads(before)
     np.testing.assert_array_equal(gw32_1, gw32)
     np.testing.assert_array_equal(y1, ops.conv2d(args[1], args[2], None, **kw))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [CASES[9], CASES[10], CASES[0], FAST_CASES[4]])
+def test_conv2d_fused_residual_equals_separate_add(case, dtype):
+    """Fused (Co % 16 == 0, float32) and unfused fallbacks give act(conv + b + r) exactly."""
+    x, w, b, kw = _data(case, dtype, seed=13)
+    y = ops.conv2d(x, w, b, **kw)
+    r = np.random.default_rng(14).standard_normal(y.shape).astype(dtype)
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, **kw, residual=r), y + r)
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, **kw, residual=r, act="relu"),
+                                  ops.relu(y + r))
+    with pytest.raises(ShapeError, match="residual"):
+        ops.conv2d(x, w, b, **kw, residual=r[:, :1])
+    with pytest.raises(DTypeError, match="residual"):
+        ops.conv2d(x, w, b, **kw, residual=r.astype(np.float16))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_skips_padded_taps(dtype):
+    """A non-finite weight at a tap that only meets zero padding for the border rows
+    and columns leaves those outputs finite (PyTorch computes only valid taps)."""
+    x, w, b, kw = _data((2, 6, 7, 16, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1), dtype, seed=15)
+    w[0, 0] = np.inf  # top-left tap: padding for output row 0 and column 0
+    y = ops.conv2d(x, w, b, **kw)
+    assert np.isfinite(y[:, 0]).all() and np.isfinite(y[:, :, 0]).all()
+    assert not np.isfinite(y[:, 1:, 1:]).any()
+    ref = nv.conv2d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+    np.testing.assert_allclose(y[:, 0], ref[:, 0], rtol=1e-4, atol=1e-4)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv_fast import TILE_C, TILE_P, _fill
+from .conv_fast import _fill
+from .conv_tiles import TILE_C, TILE_P
 from .simd import vadd, vbcast, vfma, vload, vstore, vzero
 
 CHUNKS = 8  # partial gradients; fixed so results do not depend on the thread count

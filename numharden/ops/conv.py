@@ -10,6 +10,7 @@ from ..errors import ConfigError, ShapeError
 from ..kernels import conv as _k
 from ..kernels import conv_fast as _f
 from ..kernels import conv_grad as _g
+from ..kernels import conv_tiles as _t
 from ._check import as_float, colsum, grad_like, ints, like, out_size
 
 
@@ -61,34 +62,20 @@ def _use_fast(x, Cog):
 
 
 _SCRATCH_BYTES = 256 * 1024  # padded input per task: stays in L2
-_KC_BYTES = 512 * 1024        # packed weights per reduction block: beyond L2, block K
 
 
-def _fast_plan(x_shape, w_shape, Ho, Wo, s, d, groups):
-    """(band, imgs, kc) for conv_fast.conv_fwd: tasks of whole images (several when the
-    spatial size is small, so each weight block is reused over many pixel tiles) unless
-    the batch is too small to keep every thread busy, then bands of rows."""
-    N, H, W, C = x_shape
-    KH, KW, Cig, Co = w_shape
+def _fast_plan(N, ntiles, img_bytes):
+    """(imgs, chunks) for conv_fast.conv_fwd: tasks of whole images -- several when they
+    are small, so each weight block is reused over many tiles -- unless the batch is too
+    small to keep every thread busy; then each image's tiles are split in chunks."""
     tasks_wanted = 4 * numba.get_num_threads()
-    K = KH * KW * Cig
-    T = K if Cig < _f.RUN_MIN else KH * KW  # reduction runs, see conv_fast.tap_table
-    kc = T
-    if (Co // groups) % 16 == 0 and K * 64 > _KC_BYTES:
-        nkb = min(T, -(-K * 64 // _KC_BYTES))
-        kc = -(-T // nkb)
     if N >= tasks_wanted:
-        Wp = (Wo - 1) * s[1] + (KW - 1) * d[1] + 1
-        rows = (Ho - 1) * s[0] + (KH - 1) * d[0] + 1
-        per_img = rows * Wp * C * 4
-        imgs = max(1, min(N // tasks_wanted, _SCRATCH_BYTES // per_img))
-        return Ho, imgs, kc
-    per_image = -(-tasks_wanted // max(N, 1))
-    return max(1, -(-Ho // per_image)), 1, kc
+        return max(1, min(N // tasks_wanted, _SCRATCH_BYTES // max(img_bytes, 1))), 1
+    return 1, max(1, min(ntiles, -(-tasks_wanted // max(N, 1))))
 
 
 def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, *,
-           act=None):
+           act=None, residual=None):
     """2-D cross-correlation, PyTorch ``conv2d`` semantics in NHWC.
 
     Parameters
@@ -103,29 +90,51 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
     act : None, 'relu', 'relu6' or (lo, hi), keyword-only
         Activation fused into the kernel's epilogue; equals applying
         :func:`relu` / :func:`relu6` / :func:`hardtanh` to the result (NaN propagates).
+    residual : ndarray, shape of ``y``, dtype of ``x``, keyword-only, optional
+        Added to the convolution (after the bias, before ``act``), as a residual block's
+        ``act(conv(x) + b + residual)``; bit-identical to adding it afterwards.
 
     Returns
     -------
     y : ndarray, shape (N, Ho, Wo, Co), dtype of ``x``
         ``Ho = (H + top + bottom - dilation*(KH-1) - 1) // stride + 1``, likewise ``Wo``.
+
+    Notes
+    -----
+    Taps that fall in the zero padding are skipped, not multiplied by zero (as in
+    PyTorch), so a non-finite weight there does not reach the output.
     """
     x, w, b, s, p, d, groups, Ho, Wo = _conv_args(x, w, b, stride, padding, dilation, groups)
     apply, lo, hi = _act_range(act)
     N, KH, KW, Co = x.shape[0], w.shape[0], w.shape[1], w.shape[3]
+    if residual is not None:
+        residual = like("residual", residual, x, (N, Ho, Wo, Co))
     y = np.empty((N, Ho, Wo, Co), dtype=x.dtype)
     if y.size == 0:
         return y
-    if _use_fast(x, Co // groups):
-        tile = 8 if Co // groups <= 8 else _f.TILE_C
-        wp, bp = _f.pack_weight(w, b, groups, tile)
-        band, imgs, kc = _fast_plan(x.shape, w.shape, Ho, Wo, s, d, groups)
-        toff, L = _f.tap_table(KH, KW, w.shape[2], d[0], d[1])
-        _f.conv_fwd(x, wp, bp, toff, L, y, s[0], s[1], p[0], p[2], KH, KW, d[0], d[1], groups,
-                    band, imgs, kc if tile == _f.TILE_C else toff.shape[0], tile,
-                    apply, np.float32(lo), np.float32(hi), 4 * numba.get_num_threads())
-        return y
-    _k.conv_fwd_generic(x, w, np.zeros(Co, x.dtype) if b is None else b, y,
-                        s[0], s[1], p[0], p[2], d[0], d[1], groups)
+    Cog = Co // groups
+    if _use_fast(x, Cog):
+        H, W = x.shape[1], x.shape[2]
+        wp, bp = _t.pack_weight(w, b, groups)
+        img_bytes = ((Ho - 1) * s[0] + (KH - 1) * d[0] + 1) * \
+            ((Wo - 1) * s[1] + (KW - 1) * d[1] + 1) * x.shape[3] * 4
+        geom = (Ho, Wo, H, W, KH, KW, s[0], s[1], p[0], p[2], d[0], d[1], _t.TILE_P)
+        imgs, chunks = _fast_plan(N, _t.tile_table(1, *geom)[0].shape[0], img_bytes)
+        table = _t.tile_table(imgs, *geom)
+        last = _t.tile_table(N % imgs, *geom) if N % imgs else table
+        # a residual is read in whole vectors: fused only when no lane runs past a pixel
+        fuse = residual is None or Cog % 8 == 0
+        has_res = residual is not None and fuse
+        _f.conv_fwd(x, wp, bp, y, residual if has_res else y[:0], has_res, s[0], s[1], p[0],
+                    p[2], KH, KW, d[0], d[1], groups, *table, *last, imgs, chunks,
+                    apply and fuse, np.float32(lo), np.float32(hi), 4 * numba.get_num_threads())
+        if fuse:
+            return y
+    else:
+        _k.conv_fwd_generic(x, w, np.zeros(Co, x.dtype) if b is None else b, y,
+                            s[0], s[1], p[0], p[2], d[0], d[1], groups)
+    if residual is not None:
+        y += residual
     if apply:
         np.clip(y, x.dtype.type(lo), x.dtype.type(hi), out=y)
     return y
@@ -212,9 +221,9 @@ def _grad_weight(gy, x, w, s, p, d, groups):
     per_img = (rows * Wp * Ci + Ho * Wo * Co) * 4
     imgs = max(1, min(-(-N // _g.CHUNKS), _SCRATCH_BYTES // per_img))
     nchunks = min(_g.CHUNKS, -(-N // imgs))
-    nblk = -(-(Co // groups) // _f.TILE_C)
-    part = np.empty((nchunks, groups * nblk * KH * KW * Cig * _f.TILE_C), dtype=np.float32)
-    _g.conv_bwd_weight(x, gy, _f.tap_table(KH, KW, Cig, d[0], d[1], None)[0], part, s[0], s[1],
+    nblk = -(-(Co // groups) // _t.TILE_C)
+    part = np.empty((nchunks, groups * nblk * KH * KW * Cig * _t.TILE_C), dtype=np.float32)
+    _g.conv_bwd_weight(x, gy, _t.tap_table(KH, KW, Cig, d[0], d[1]), part, s[0], s[1],
                        p[0], p[2], KH, KW, d[0], d[1], groups, imgs)
     return _g.unpack_weight_grad(part, KH, KW, Cig, Co, groups)
 
