@@ -15,7 +15,9 @@ It prints per-epoch wall time and images/s for each engine, their medians and th
 numharden / PyTorch throughput ratio. PyTorch is a dev-only dependency: it is imported
 here only, after glibc malloc is told not to return memory to the OS
 (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_, set by re-executing this script), which
-otherwise dominates PyTorch's eager step time on small tensors.
+otherwise dominates PyTorch's eager step time on small tensors. numpy's BLAS pool is
+capped (--blas-threads, default 1) the same way. Wall-clock numbers on a shared machine
+are only meaningful at low load: the header prints the load average.
 """
 
 from __future__ import annotations
@@ -145,6 +147,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1, help="timed epochs per engine")
     ap.add_argument("--images", type=int, default=60000, help="training images per epoch")
     ap.add_argument("--threads", type=int, default=0, help="threads for both (0 = all)")
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="numpy's OpenBLAS pool (numharden's small linear layers); a second "
+                         "spinning pool next to numba's contends for the cores (default 1)")
     ap.add_argument("--skip-torch", action="store_true")
     args = ap.parse_args()
 
@@ -158,13 +163,18 @@ def main() -> None:
     data = load_dataset("fashion-mnist", split="train").subset(args.images)
     n_timed = len(data) - WARMUP * BATCH
     print(f"LeNet-5 int4/ch weights, 4-bit activations, batch {BATCH}, {len(data)} images "
-          f"per epoch ({n_timed} timed), {threads} thread(s)")
+          f"per epoch ({n_timed} timed), {threads} thread(s), numpy BLAS threads "
+          f"{os.environ.get('OPENBLAS_NUM_THREADS')}, load average {os.getloadavg()[0]:.2f}")
 
     model = zoo.build("lenet5", weight_format="int4/ch", abits=4, seed=0,
                       meta={"normalization": {"mean": [MEAN], "std": [STD]}})
     trainable = Trainable(model)
     opt = make_optimizer(dict(SGD), trainable.params, trainable.kinds)
     rng = np.random.default_rng(0)
+    tail = len(data) % BATCH
+    if tail:  # compile shape-specific kernel variants of the last, partial batch untimed
+        from numharden.train import PlainStep
+        PlainStep()(trainable, opt, trainable.normalize(data.images[:tail]), data.labels[:tail])
     nh = [numharden_epoch(trainable, opt, data, rng, warmup=WARMUP) for _ in range(args.epochs)]
     for k, t in enumerate(nh):
         print(f"  numharden epoch {k + 1}: {t:7.2f} s  {n_timed / t:8.0f} images/s")
@@ -189,8 +199,17 @@ def main() -> None:
           f"(numharden takes {med_nh / med_th:.2f}x the time)")
 
 
+def _blas_threads(argv) -> str:
+    for i, a in enumerate(argv):
+        if a.startswith("--blas-threads"):
+            return a.split("=", 1)[1] if "=" in a else argv[i + 1]
+    return "1"
+
+
 if __name__ == "__main__":
-    if any(os.environ.get(k) != v for k, v in _MALLOC.items()):
-        # the malloc thresholds must be set before the process starts (before torch loads)
-        os.execve(sys.executable, [sys.executable] + sys.argv, os.environ | _MALLOC)
+    # malloc thresholds and the BLAS pool size are read at process start (before torch
+    # and numpy load), so set them and re-execute once
+    env = _MALLOC | {"OPENBLAS_NUM_THREADS": _blas_threads(sys.argv[1:])}
+    if any(os.environ.get(k) != v for k, v in env.items()):
+        os.execve(sys.executable, [sys.executable] + sys.argv, os.environ | env)
     main()
