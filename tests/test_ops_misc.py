@@ -147,3 +147,24 @@ def test_concat_and_adjoint():
         ops.concat([xs[0], xs[1].astype(np.float32)])
     with pytest.raises(ShapeError, match="empty"):
         ops.concat([])
+
+
+def test_set_threads_respects_config(monkeypatch):
+    import numba
+
+    from numharden.kernels import get_threads, set_threads
+    before = numba.get_num_threads()
+    try:
+        assert set_threads(1) == 1 == get_threads()
+        assert set_threads(0) == numba.config.NUMBA_NUM_THREADS
+        monkeypatch.setenv("NUMHARDEN_THREADS", "1")
+        assert set_threads() == 1
+        with pytest.raises(ConfigError, match="thread count"):
+            set_threads(-1)
+        with pytest.raises(ConfigError, match="exceeds"):
+            set_threads(numba.config.NUMBA_NUM_THREADS + 1)
+        monkeypatch.setenv("NUMHARDEN_THREADS", "two")
+        with pytest.raises(ConfigError, match="NUMHARDEN_THREADS"):
+            set_threads()
+    finally:
+        numba.set_num_threads(before)
