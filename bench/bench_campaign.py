@@ -37,8 +37,11 @@ OpenBLAS: numharden's linear layers are numpy ``@`` calls, and numpy's OpenBLAS 
 as many threads as there are cores whatever ``set_threads``/``NUMHARDEN_THREADS`` say
 (so ``--workers 2`` runs 2 x 2 BLAS threads on 2 cores, and idle OpenBLAS threads spin
 next to numba's). Each numharden number is given twice (``--blas``): with OpenBLAS at its
-default (what a user gets today) and "matched" (OpenBLAS limited to the numba thread
-count through its ctypes setter, and ``OPENBLAS_NUM_THREADS=1`` for worker processes).
+default (what a user gets today), "matched" (OpenBLAS limited to the numba thread count
+through its ctypes setter) and "single" (OpenBLAS on 1 thread); worker processes get
+``OPENBLAS_NUM_THREADS=1`` except in the default variant. Configurations that coincide
+(matched = default at 2 threads, single = matched at 1 thread and for workers) are
+measured once and reported under each name.
 
 PyTorch side, in a separate process (see ``bench/_torch_campaign.py``): the independent
 LeNet-5 twin of ``tests/golden/torch_twins.py`` loaded with the decoded stored weights,
@@ -93,6 +96,8 @@ BUILTIN = "lenet5-fmnist-w4a4"
 NORMALIZATION = {"mean": [0.2860], "std": [0.3530]}  # as weights/train_builtin.py
 TARGET_RATIO = 1.5
 COUNTS = ("correct", "sdc", "nonfinite", "n_faults")
+BLAS_HEADS = {"default": "OpenBLAS default", "matched": "OpenBLAS threads = numba threads",
+              "single": "OpenBLAS 1 thread"}
 
 
 # ======================================================================================
@@ -170,20 +175,21 @@ class BlasThreads:
         """OpenBLAS threads of this process under ``variant`` (None: not controllable)."""
         if self.fns is None:
             return None
-        return self.default if variant == "default" else threads
+        return {"default": self.default, "matched": threads, "single": 1}[variant]
+
+    def worker_env(self, variant: str):
+        """OPENBLAS_NUM_THREADS handed to --workers processes under ``variant``."""
+        return self.env if variant == "default" else "1"
 
     def use(self, variant: str, threads: int) -> None:
         if self.fns is None:
             return
-        if variant == "matched":
-            self.fns[0](threads)
-            os.environ["OPENBLAS_NUM_THREADS"] = "1"  # each --workers process: 1 thread
+        self.fns[0](self.effective(variant, threads))
+        env = self.worker_env(variant)
+        if env is None:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)
         else:
-            self.fns[0](self.default)
-            if self.env is None:
-                os.environ.pop("OPENBLAS_NUM_THREADS", None)
-            else:
-                os.environ["OPENBLAS_NUM_THREADS"] = self.env
+            os.environ["OPENBLAS_NUM_THREADS"] = env
 
 
 # ======================================================================================
@@ -340,19 +346,23 @@ def measure(args, runner, spec, forced_spec, worker, bers, seeds, zero, tmp, bla
                     keep(("torch", ber, threads, mode, "-"), th["results"], n / sum(th["times"]))
                     msg.append(f"torch {n / sum(th['times']):.2f}")
                     if threads == 2 and args.workers:
+                        wdone = {}  # worker OPENBLAS_NUM_THREADS -> run
                         for variant in args.blas:
-                            blas.use(variant, 1)
-                            w = workers_campaign(spec if mode == "sweep" else forced_spec, ber,
-                                                 n, args.seed,
-                                                 tmp / f"w2-{ber!r}-{mode}-{variant}-{r}")
+                            env = blas.worker_env(variant)
+                            if env not in wdone:  # 'single' workers are 'matched' workers
+                                blas.use(variant, 1)
+                                w = wdone[env] = workers_campaign(
+                                    spec if mode == "sweep" else forced_spec, ber, n, args.seed,
+                                    tmp / f"w2-{ber!r}-{mode}-{variant}-{r}")
+                                extra[("workers2", ber, mode, variant)].append(
+                                    {k: w[k] for k in ("wall_s", "startup_s", "worker_trial_s")})
+                                msg.append(f"--workers 2 [{variant} BLAS] {w['steady_tps']:.2f} "
+                                           f"steady / {w['e2e_tps']:.2f} e2e (start-up "
+                                           f"{w['startup_s']:.1f} s)")
+                            w = wdone[env]
                             keep(("workers2", ber, 2, mode, variant), w["results"],
                                  w["steady_tps"])
                             samples[("workers2-e2e", ber, 2, mode, variant)].append(w["e2e_tps"])
-                            extra[("workers2", ber, mode, variant)].append(
-                                {k: w[k] for k in ("wall_s", "startup_s", "worker_trial_s")})
-                            msg.append(f"--workers 2 [{variant} BLAS] {w['steady_tps']:.2f} steady"
-                                       f" / {w['e2e_tps']:.2f} e2e (start-up "
-                                       f"{w['startup_s']:.1f} s)")
                     blas.use("default", threads)
                     _log(" ".join(msg) + f" trials/s [load {os.getloadavg()[0]:.1f}]")
     return samples, results, extra
@@ -630,7 +640,7 @@ def markdown(rows, agree, meta) -> str:
              f"thresholds 1 GiB), batch {meta['batch_size']} on both sides.", ""]
     if meta.get("note"):
         lines += [f"Note: {meta['note']}.", ""]
-    heads = {"default": "OpenBLAS default", "matched": "OpenBLAS threads = numba threads"}
+    heads = BLAS_HEADS
     lines += ["| BER | cores | trials | numharden | " + " | ".join(
         f"numharden trials/s ({heads[v]})" for v in meta["blas"]) + " | PyTorch trials/s | "
         + " | ".join(f"numharden/PyTorch ({heads[v]})" for v in meta["blas"]) + " |",
@@ -673,10 +683,11 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, default=None,
                    help="inference batch of both sides (default: numharden's config, 1000)")
     p.add_argument("--seed", type=int, default=0, help="campaign seed")
-    p.add_argument("--blas", nargs="+", choices=["default", "matched"],
-                   default=["default", "matched"],
-                   help="numharden's OpenBLAS threads: its default (as many as cores) and/or "
-                        "matched to the numba threads (1 per --workers process)")
+    p.add_argument("--blas", nargs="+", choices=list(BLAS_HEADS),
+                   default=list(BLAS_HEADS),
+                   help="numharden's OpenBLAS threads: its default (as many as cores), "
+                        "matched to the numba threads, and/or 1 (--workers processes get 1 "
+                        "except under 'default')")
     p.add_argument("--no-workers", dest="workers", action="store_false",
                    help="skip the run_campaign(workers=2) measurement")
     g = p.add_mutually_exclusive_group()
