@@ -63,12 +63,18 @@ def test_operators_and_mean():
         x / x
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="spine bug: Tensor.__sub__ passes a Python scalar to F.scale")
 def test_tensor_minus_python_scalar():
-    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
-    F.sum(x - 1.0).backward()
-    np.testing.assert_array_equal(x.grad, [1.0, 1.0])
+    x = Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
+    y = x - 1.0
+    assert y.data.dtype == np.float32
+    np.testing.assert_array_equal(y.data, [0.0, 1.0])
+    F.sum(y * 3.0).backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 3.0])
+    x.grad = None
+    z = 5.0 - x
+    np.testing.assert_array_equal(z.data, [4.0, 3.0])
+    F.sum(z).backward()
+    np.testing.assert_array_equal(x.grad, [-1.0, -1.0])
 
 
 def test_no_grad_records_nothing_and_plain_arrays_stay_arrays():

@@ -116,10 +116,14 @@ class Tensor:
 
     def __sub__(self, other):
         from . import functional as F
+        if np.isscalar(other):  # keep the tensor's dtype (float32 - 1.0 stays float32)
+            return F.add(self, self.data.dtype.type(-other))
         return F.add(self, F.scale(other, -1.0))
 
     def __rsub__(self, other):
         from . import functional as F
+        if np.isscalar(other):
+            return F.add(F.scale(self, -1.0), self.data.dtype.type(other))
         return F.add(F.scale(self, -1.0), other)
 
     def __neg__(self):
