@@ -16,13 +16,18 @@ DEFAULTS: dict[str, object] = {
     "batch_size": 1000,
     # number of threads numba kernels may use (0 = all cores)
     "threads": 0,
+    # threads of the BLAS library behind numpy's matrix products (linear layers). They
+    # are small, and idle OpenBLAS threads spin for milliseconds after every call,
+    # stealing the cores numba's workers need (LeNet-5 inference at 2 threads ran 2.7x
+    # slower with OpenBLAS at its default); 0 leaves the BLAS library as it is
+    "blas_threads": 1,
     # where the Fashion-MNIST IDX files live besides the bundled test split
     "data_dir": "/usr/share/datasets/fashion-mnist",
     # default built-in model
     "default_model": "lenet5-fmnist-w4a4",
 }
 
-_TYPES = {"batch_size": int, "threads": int, "data_dir": str, "default_model": str}
+_TYPES = {"batch_size": int, "threads": int, "blas_threads": int, "data_dir": str, "default_model": str}
 
 
 def get(key: str):

@@ -168,3 +168,28 @@ def test_set_threads_respects_config(monkeypatch):
             set_threads()
     finally:
         numba.set_num_threads(before)
+
+
+def test_set_threads_caps_blas(monkeypatch):
+    import os
+
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from numharden.kernels import get_blas_threads, set_threads
+    if not any(i.get("user_api") == "blas" for i in threadpool_info()) or os.cpu_count() < 2:
+        pytest.skip("numpy's BLAS is not visible to threadpoolctl, or one core only")
+    numba_threads, before = numba.get_num_threads(), get_blas_threads()
+    assert before == 1  # importing numharden applied the default cap
+    try:
+        set_threads(0, blas=2)
+        assert get_blas_threads() == 2
+        set_threads(0, blas=0)  # leaves BLAS as it is
+        assert get_blas_threads() == 2
+        monkeypatch.setenv("NUMHARDEN_BLAS_THREADS", "1")
+        set_threads(0)
+        assert get_blas_threads() == 1
+        with pytest.raises(ConfigError, match="BLAS thread count"):
+            set_threads(0, blas=-1)
+    finally:
+        set_threads(numba_threads, blas=before)

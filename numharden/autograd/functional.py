@@ -150,7 +150,9 @@ def hardtanh(x, lo, hi):
 
 def maxpool2d(x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
     xd = data_of(x)
-    y, argmax = ops.maxpool2d(xd, kernel, stride, padding, dilation, ceil_mode)
+    track = grad_enabled() and needs_grad(x)  # indices only when a backward may need them
+    y, argmax = ops.maxpool2d(xd, kernel, stride, padding, dilation, ceil_mode,
+                              with_argmax=track)
     return _result(y, (x,), lambda g: accumulate(x, ops.maxpool2d_vjp(g, argmax, xd.shape)))
 
 

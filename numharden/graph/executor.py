@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import ops
 from ..autograd import functional as F
 from ..autograd.tensor import data_of
 from ..formats import parse_format
@@ -32,7 +33,8 @@ def _act_format(bits: int):
 
 def run(graph: Graph, x, params: Callable[[Node], dict], *, train: bool = False,
         folded: frozenset = frozenset(), bn_stats: Callable | None = None,
-        hook: Hook | None = None, observe: Observer | None = None):
+        hook: Hook | None = None, observe: Observer | None = None, fuse: bool = False,
+        reuse: tuple | None = None):
     """Execute ``graph`` on the NHWC batch ``x``.
 
     Parameters
@@ -54,29 +56,171 @@ def run(graph: Graph, x, params: Callable[[Node], dict], *, train: bool = False,
     hook : callable, optional
         Fault hook, see :data:`Hook`. Only valid without gradients.
     observe : callable, optional
-        Called with every node's output.
+        Called with every computed node's output.
+    fuse : bool
+        Inference with plain ndarray parameters only (no gradients): run a convolution
+        followed by its (folded) batch norm, residual add and ReLU / ReLU6 / hardtanh
+        as one kernel call, skip a ReLU whose only reader is an activation quantiser
+        (which clamps at 0 itself) and pool without argmax. Same values as unfused.
+        Ignored when ``hook``, ``observe`` or ``train`` is given: they see every node.
+    reuse : (outputs, dirty), optional
+        Recompute only what changed: ``outputs`` maps node names to their values on
+        this very ``x`` before some parameters changed (e.g. recorded by ``observe`` on
+        a clean forward), ``dirty`` names the nodes whose parameters changed since.
+        Nodes downstream of no dirty node are read from ``outputs`` where available,
+        so a fault in the last layer costs only the last layer. Not with ``hook``.
 
     Returns
     -------
     ndarray or Tensor, the output node's value (N, K) for classifiers.
     """
+    if reuse is not None and hook is not None:
+        raise ValueError("run(): reuse= cannot be combined with an activation hook (the "
+                         "hook must see every node); pass one or the other")
+    fuse = fuse and not train and hook is None and observe is None
+    outputs, dirty = reuse if reuse is not None else ({}, None)
+    plan = _plan(graph, folded, fuse, None if dirty is None else frozenset(dirty),
+                 None if dirty is None else frozenset(outputs))
     env = {INPUT: x}
-    remaining = {name: len(users) for name, users in graph.consumers.items()}
-    for node in graph.nodes:
-        ins = [env[i] for i in node.inputs]
-        out = _step(node, ins, params, train, node.name in folded, bn_stats, hook)
-        if hook is not None and node.op != "act_quant" and node.name not in folded:
-            arr = data_of(out)
-            if arr.dtype == np.float32 and node.op not in ("flatten",):
-                hook(node, arr, _FP32)
-        if observe is not None:
-            observe(node, out)
+    for name in plan.leaves:
+        env[name] = outputs[name]
+    for node, kind, extra, frees in plan.steps:
+        if kind == "alias":
+            out = env[extra]
+        elif kind == "fused":
+            act, residual = extra
+            p = params(node)
+            a = node.attrs
+            out = ops.conv2d(env[node.inputs[0]], p["weight"], p.get("bias"),
+                             tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]),
+                             a["groups"], act=act,
+                             residual=None if residual is None else env[residual])
+        else:
+            ins = [env[i] for i in node.inputs]
+            out = _step(node, ins, params, train, node.name in folded, bn_stats, hook)
+            if hook is not None and node.op != "act_quant" and node.name not in folded:
+                arr = data_of(out)
+                if arr.dtype == np.float32 and node.op not in ("flatten",):
+                    hook(node, arr, _FP32)
+            if observe is not None:
+                observe(node, out)
         env[node.name] = out
-        for i in node.inputs:  # free activations as soon as their last reader ran
-            remaining[i] -= 1
-            if remaining[i] == 0 and i != graph.output:
-                del env[i]
+        for name in frees:  # free activations as soon as their last reader ran
+            del env[name]
     return env[graph.output]
+
+
+class _Plan:
+    """Execution schedule: ``steps`` of (node, kind, extra, names to free after it) with
+    kind 'op' (run the node), 'fused' (conv with extra = (act, residual name)) or
+    'alias' (extra = the name whose value the node takes); ``leaves`` are read from
+    the reuse outputs."""
+
+    def __init__(self, steps, leaves):
+        self.steps, self.leaves = steps, leaves
+
+
+_PLANS: dict = {}  # (id(graph), options) -> (graph, plan); graphs are never mutated
+_ACTS = {"relu": lambda a: "relu", "relu6": lambda a: "relu6",
+         "hardtanh": lambda a: (a["min_val"], a["max_val"])}
+
+
+def _plan(graph: Graph, folded, fuse: bool, dirty, cached) -> _Plan:
+    key = (id(graph), folded, fuse, dirty, cached)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is graph:
+        return hit[1]
+    names = [n.name for n in graph.nodes]
+    if dirty is None:
+        run_names, leaves = set(names), []
+    else:
+        tainted = set(dirty)
+        for node in graph.nodes:
+            if any(i in tainted for i in node.inputs):
+                tainted.add(node.name)
+        run_names, leaves, stack = set(), set(), [graph.output]
+        while stack:
+            name = stack.pop()
+            if name == INPUT or name in run_names or name in leaves:
+                continue
+            if name in cached and name not in tainted:
+                leaves.add(name)
+                continue
+            run_names.add(name)
+            stack.extend(graph[name].inputs)
+        leaves = sorted(leaves)
+    order = {INPUT: -1, **{name: -1 for name in leaves}}
+    order.update({name: i for i, name in enumerate(names) if name in run_names})
+    kinds = {name: ("op", None) for name in run_names}
+    if fuse:
+        _fuse(graph, folded, order, kinds)
+    steps, reads = [], []
+    for node in graph.nodes:
+        if node.name not in run_names:
+            continue
+        kind, extra = kinds[node.name]
+        if kind == "alias":
+            read = [extra]
+        elif kind == "fused":
+            read = [node.inputs[0]] + ([extra[1]] if extra[1] is not None else [])
+        else:
+            read = list(node.inputs)
+        steps.append([node, kind, extra, []])
+        reads.append(read)
+    last = {}
+    for i, read in enumerate(reads):
+        for name in read:
+            last[name] = i
+    for name, i in last.items():
+        if name != graph.output:
+            steps[i][3].append(name)
+    plan = _Plan([tuple(s) for s in steps], leaves)
+    if len(_PLANS) > 256:
+        _PLANS.clear()
+    _PLANS[key] = (graph, plan)
+    return plan
+
+
+def _fuse(graph: Graph, folded, order: dict, kinds: dict) -> None:
+    """Mark conv -> [folded bn] -> [add] -> [relu|relu6|hardtanh] chains (every link the
+    sole reader of the previous one, all scheduled) as one fused conv plus aliases, and
+    ReLUs read only by an activation quantiser as aliases of their input."""
+    def sole(name):
+        users = graph.consumers[name]
+        if len(users) == 1 and name != graph.output and users[0] in kinds \
+                and kinds[users[0]][0] == "op":
+            return graph[users[0]]
+        return None
+
+    for node in graph.nodes:
+        if node.op != "conv2d" or kinds.get(node.name, ("",))[0] != "op":
+            continue
+        chain, act, residual, cur = [], None, None, node
+        nxt = sole(cur.name)
+        if nxt is not None and nxt.op == "batchnorm" and nxt.name in folded:
+            chain.append(nxt)
+            cur, nxt = nxt, sole(nxt.name)
+        if nxt is not None and nxt.op == "add" and len(nxt.inputs) == 2:
+            other = [i for i in nxt.inputs if i != cur.name]
+            if len(other) == 1 and order.get(other[0], len(order)) < order[node.name]:
+                residual = other[0]
+                chain.append(nxt)
+                cur, nxt = nxt, sole(nxt.name)
+        if nxt is not None and nxt.op in _ACTS:
+            act = _ACTS[nxt.op](nxt.attrs)
+            chain.append(nxt)
+        if act is None and residual is None:
+            continue
+        kinds[node.name] = ("fused", (act, residual))
+        prev = node.name
+        for link in chain:
+            kinds[link.name] = ("alias", prev)
+            prev = link.name
+    for node in graph.nodes:
+        if node.op == "relu" and kinds.get(node.name, ("",))[0] == "op":
+            user = sole(node.name)
+            if user is not None and user.op == "act_quant":
+                kinds[node.name] = ("alias", node.inputs[0])
 
 
 _FP32 = parse_format("fp32")
@@ -129,7 +273,6 @@ def _step(node: Node, ins, params, train, is_folded, bn_stats, hook):
         clip = params(node)["clip"]
         if hook is None:
             return F.act_quant(x, a["bits"], clip)
-        from .. import ops
         xd = data_of(x)
         c = float(np.asarray(data_of(clip)).reshape(-1)[0])
         _, codes = ops.act_quant(xd, a["bits"], c)

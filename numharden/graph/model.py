@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, MissingTensorError, ShapeError
 from .executor import run
 from .graph import Graph, Node
 
@@ -96,7 +96,8 @@ class Model:
         return {}
 
     # -- inference -----------------------------------------------------------------------
-    def forward(self, x, *, dtype=np.float32, hook=None, observe=None, fold_bn: bool = True):
+    def forward(self, x, *, dtype=np.float32, hook=None, observe=None, fold_bn: bool = True,
+                reuse=None):
         """Logits for the normalised batch ``x``.
 
         Parameters
@@ -111,6 +112,13 @@ class Model:
             ``observe(node, out)`` for every node output (NHWC arrays).
         fold_bn : bool
             Fold batch norm into convolutions (default) or apply it separately.
+        reuse : (outputs, touched), optional
+            Incremental re-evaluation after a few parameters changed (fault campaigns):
+            ``outputs`` maps node names to their outputs on this very ``x`` (same
+            ``dtype``, ``fold_bn``) before the change -- e.g. recorded by ``observe`` --
+            and ``touched`` lists the names of the parameters changed since. Only the
+            nodes downstream of a touched parameter are recomputed, starting from the
+            recorded outputs; the result equals a full forward. Not with ``hook``.
 
         Returns
         -------
@@ -119,10 +127,30 @@ class Model:
         x = self._check_input(x)
         xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=dtype)
         folded = frozenset(bn.name for bn in self._folds.values()) if fold_bn else frozenset()
+        if reuse is not None:
+            outputs, touched = reuse
+            reuse = (outputs, self.nodes_of(touched, fold_bn))
         with np.errstate(all="ignore"):  # faults may legitimately overflow; callers count it
             out = run(self.graph, xh, lambda node: self._derive(node, dtype, fold_bn),
-                      folded=folded, hook=hook, observe=observe)
+                      folded=folded, hook=hook, observe=observe, fuse=True, reuse=reuse)
         return out.reshape(out.shape[0], -1)
+
+    def nodes_of(self, params, fold_bn: bool = True) -> set[str]:
+        """Names of the nodes whose computation reads the given parameters (a folded
+        batch norm's parameters belong to its convolution)."""
+        owner = {}
+        for node in self.graph.nodes:
+            for name in node.params.values():
+                owner[name] = node.name
+        if fold_bn:
+            for conv, bn in self._folds.items():
+                for name in bn.params.values():
+                    owner[name] = conv
+        unknown = [p for p in params if p not in owner]
+        if unknown:
+            raise MissingTensorError(f"{unknown[0]!r} is not a parameter of this model; parameters "
+                           f"are e.g. {sorted(owner)[:4]}")
+        return {owner[p] for p in params}
 
     def _check_input(self, x) -> np.ndarray:
         if not isinstance(x, np.ndarray) or x.dtype.kind != "f":

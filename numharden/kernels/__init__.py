@@ -13,17 +13,24 @@ import numba
 from .. import config
 from ..errors import ConfigError
 
-__all__ = ["set_threads", "get_threads"]
+__all__ = ["set_threads", "get_threads", "get_blas_threads"]
 
 
-def set_threads(n: int | None = None) -> int:
+def set_threads(n: int | None = None, *, blas: int | None = None) -> int:
     """Set the number of threads used by parallel kernels and return it.
+
+    Also caps the BLAS library numpy calls for matrix products (linear layers) at
+    ``blas`` threads -- a process-wide setting, through threadpoolctl.
 
     Parameters
     ----------
     n : int, optional
         Thread count; ``0`` means all cores numba was started with. ``None`` reads the
         ``threads`` setting of :mod:`numharden.config` (env ``NUMHARDEN_THREADS``).
+    blas : int, optional, keyword-only
+        BLAS thread cap; ``0`` leaves the BLAS library alone. ``None`` reads the
+        ``blas_threads`` setting (env ``NUMHARDEN_BLAS_THREADS``, default 1: numharden's
+        parallelism is numba's, and spinning BLAS threads would compete with it).
 
     Returns
     -------
@@ -40,8 +47,27 @@ def set_threads(n: int | None = None) -> int:
         raise ConfigError(f"thread count {n} exceeds the {available} threads numba was "
                           f"started with; pass at most {available} or set NUMBA_NUM_THREADS "
                           "before importing numharden")
+    if blas is None:
+        blas = config.get("blas_threads")
+    if not isinstance(blas, int) or isinstance(blas, bool) or blas < 0:
+        raise ConfigError(f"BLAS thread count must be an int >= 0 (0 = leave BLAS alone), "
+                          f"found {blas!r}; set NUMHARDEN_BLAS_THREADS to e.g. 1")
     numba.set_num_threads(n if n else available)
+    if blas:
+        _limit_blas(blas)
     return numba.get_num_threads()
+
+
+def _limit_blas(n: int) -> None:
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=n, user_api="blas")  # persists: used as a call, not a context
+
+
+def get_blas_threads() -> int | None:
+    """Threads of the BLAS library numpy uses (None if threadpoolctl finds none)."""
+    from threadpoolctl import threadpool_info
+    counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+    return min(counts) if counts else None
 
 
 def get_threads() -> int:
