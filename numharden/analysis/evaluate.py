@@ -13,6 +13,41 @@ from ..errors import ShapeError
 SPARSE_OPS = ("relu", "relu6", "act_quant")
 
 
+def activation_nodes(graph) -> list[str]:
+    """Nodes whose outputs are the activations the next layers read: every ReLU / ReLU6
+    output, replaced by the activation quantiser(s) reading it when there are any (a
+    quantised network stores and passes on the quantiser's codes, so values the
+    quantiser rounds to 0 count as zeros too).
+
+    Parameters
+    ----------
+    graph : Graph
+
+    Returns
+    -------
+    list of str, in execution order
+    """
+    by_name = {n.name: n for n in graph.nodes}
+    out = []
+    for node in graph.nodes:
+        if node.op not in ("relu", "relu6"):
+            continue
+        quant = [c for c in graph.consumers.get(node.name, ()) if by_name[c].op == "act_quant"]
+        out += quant or [node.name]
+    order = {n.name: i for i, n in enumerate(graph.nodes)}
+    return sorted(dict.fromkeys(out), key=order.__getitem__)
+
+
+def overall_sparsity(per_node: dict, nodes) -> float | None:
+    """Fraction of zeros over all elements of ``nodes`` (weighted by element count) from
+    a :meth:`sparsity_observer.result`-style dict; None if none of them was seen."""
+    seen = [per_node[n] for n in nodes if n in per_node]
+    total = sum(s["elements"] for s in seen)
+    if not total:
+        return None
+    return sum(s["sparsity"] * s["elements"] for s in seen) / total
+
+
 class sparsity_observer:
     """Executor observer counting exact zeros in the output of activation nodes.
 
@@ -60,7 +95,9 @@ def evaluate(model, dataset, *, batch_size: int | None = None, hook=None,
     dict
         ``accuracy``, ``loss`` (mean cross-entropy), ``correct``, ``n``,
         ``per_class`` (list of {class, name, accuracy, n}), ``sparsity``
-        ({node: {op, sparsity, elements}}), ``nonfinite`` (images whose logits hold
+        ({node: {op, sparsity, elements}}), ``activation_sparsity`` (zeros over all
+        elements of :func:`activation_nodes`: the network's activation sparsity as one
+        number), ``nonfinite`` (images whose logits hold
         NaN/Inf) and ``predictions`` (ndarray of int, not JSON-serialised by the CLI).
     """
     n, k = len(dataset.labels), model.num_classes
@@ -94,4 +131,6 @@ def evaluate(model, dataset, *, batch_size: int | None = None, hook=None,
     return {"accuracy": float(correct.mean()) if n else float("nan"),
             "loss": loss_sum / max(n - nonfinite, 1), "correct": int(correct.sum()), "n": n,
             "nonfinite": nonfinite, "per_class": per_class, "sparsity": observer.result(),
+            "activation_sparsity": overall_sparsity(observer.result(),
+                                                    activation_nodes(model.graph)),
             "predictions": preds}

@@ -1,4 +1,5 @@
-"""Quantization-aware training: optimizers, schedules, the Trainable wrapper, the loop.
+"""Quantization-aware training: optimizers, schedules, the Trainable wrapper, the loop,
+sharpness-aware steps (SAM / ASAM / SAQ) and activation-sparsity regularisation.
 
 >>> from numharden.models import zoo
 >>> from numharden.data import load_dataset
@@ -10,11 +11,14 @@
 from .loop import EpochEvent, History, StepEvent, evaluate, train
 from .optim import SGD, Adam, Optimizer, make_optimizer
 from .schedule import Constant, Cosine, Schedule, Step, Warmup, make_schedule
+from .regularize import ActivationL1, SparsityMeter, parse_act_l1
+from .sharpness import ASAMStep, SAMStep, SAQStep, make_step
 from .steps import PlainStep, StepResult
 from .trainable import Trainable
 
 __all__ = [
-    "Adam", "Constant", "Cosine", "EpochEvent", "History", "Optimizer", "PlainStep", "SGD",
-    "Schedule", "Step", "StepEvent", "StepResult", "Trainable", "Warmup", "evaluate",
-    "make_optimizer", "make_schedule", "train",
+    "ASAMStep", "ActivationL1", "Adam", "Constant", "Cosine", "EpochEvent", "History",
+    "Optimizer", "PlainStep", "SAMStep", "SAQStep", "SGD", "Schedule", "SparsityMeter", "Step",
+    "StepEvent", "StepResult", "Trainable", "Warmup", "evaluate", "make_optimizer",
+    "make_schedule", "make_step", "parse_act_l1", "train",
 ]

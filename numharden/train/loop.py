@@ -3,6 +3,10 @@
 Progress goes through a callback (house rule 11): ``callback(event)`` receives a
 :class:`StepEvent` after every optimizer step and an :class:`EpochEvent` after every
 epoch (``event.kind`` is ``'step'`` or ``'epoch'``), enough for a live progress bar.
+
+The step function (:mod:`numharden.train.steps`, :mod:`numharden.train.sharpness`) is
+given as an object or as a method spec (``'saq'``, ``{'name': 'saq', 'rho': 0.05}``);
+its ``describe()`` goes into the recipe.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from ..data import Dataset
 from ..errors import ConfigError, ShapeError
 from .optim import make_optimizer
 from .schedule import make_schedule
-from .steps import PlainStep
+from .regularize import SparsityMeter
+from .sharpness import make_step
 from .trainable import Trainable
 
 DEFAULT_OPTIMIZER = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True,
@@ -31,7 +36,10 @@ DEFAULT_CALIBRATION = {"batches": 4, "percentile": 99.9}
 
 @dataclass
 class StepEvent:
-    """Sent after every optimizer step (``step`` counts from 0 within the epoch)."""
+    """Sent after every optimizer step (``step`` counts from 0 within the epoch).
+
+    ``loss`` is the step's objective (cross-entropy plus any activation penalty);
+    ``sparsity`` the fraction of zero activations of the batch (None if not measured)."""
 
     epoch: int
     epochs: int
@@ -41,12 +49,16 @@ class StepEvent:
     accuracy: float
     images_per_s: float
     lr: float
+    sparsity: float | None = None
     kind: str = "step"
 
 
 @dataclass
 class EpochEvent:
-    """Sent after every epoch; ``test_*`` are None without evaluation data."""
+    """Sent after every epoch; ``test_*`` are None without evaluation data.
+
+    ``train_sparsity`` is the fraction of zero activations over the epoch's training
+    batches (training mode), ``test_sparsity`` over the evaluation data."""
 
     epoch: int
     epochs: int
@@ -57,6 +69,8 @@ class EpochEvent:
     seconds: float
     images_per_s: float
     lr: float
+    train_sparsity: float | None = None
+    test_sparsity: float | None = None
     kind: str = "epoch"
 
 
@@ -68,29 +82,34 @@ class History:
     ----------
     epochs : list of dict
         One :class:`EpochEvent` (as a dict) per epoch.
-    step_loss, step_accuracy, step_lr : list of float
-        Per optimizer step: batch loss, batch accuracy (training mode), learning rate.
+    step_loss, step_accuracy, step_lr, step_sparsity : list of float
+        Per optimizer step: batch loss, batch accuracy (training mode), learning rate,
+        activation sparsity (None where the step did not measure it).
     """
 
     epochs: list = field(default_factory=list)
     step_loss: list = field(default_factory=list)
     step_accuracy: list = field(default_factory=list)
     step_lr: list = field(default_factory=list)
+    step_sparsity: list = field(default_factory=list)
 
 
 def evaluate(trainable: Trainable, data: Dataset, batch_size: int | None = None) -> dict:
-    """Accuracy and mean cross-entropy of ``trainable`` in evaluation mode (running BN
-    statistics, fake-quantised weights) on raw ``data``; no gradients are recorded."""
+    """Accuracy, mean cross-entropy and activation sparsity of ``trainable`` in
+    evaluation mode (running BN statistics, fake-quantised weights) on raw ``data``; no
+    gradients are recorded."""
     bs = int(batch_size or config.get("batch_size"))
     correct, loss_sum = 0, 0.0
+    meter = SparsityMeter(trainable.graph)
     with no_grad():
         for start in range(0, len(data), bs):
             labels = data.labels[start:start + bs]
-            logits = trainable.forward(trainable.normalize(data.images[start:start + bs]))
+            logits = trainable.forward(trainable.normalize(data.images[start:start + bs]),
+                                       observe=meter)
             loss_sum += float(F.cross_entropy(logits.astype(np.float64), labels)) * len(labels)
             correct += int((logits.argmax(axis=1) == labels).sum())
     n = max(len(data), 1)
-    return {"accuracy": correct / n, "loss": loss_sum / n}
+    return {"accuracy": correct / n, "loss": loss_sum / n, "sparsity": meter.sparsity}
 
 
 def _normalization(data: Dataset) -> dict:
@@ -180,8 +199,11 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
         ``{'batches': 4, 'percentile': 99.9}`` (default): ``batches * batch_size``
         training images drawn with a stream spawned from ``seed``, one pass, see
         :meth:`Trainable.calibrate_clips`. False keeps the model's clips.
-    step : PlainStep, optional
-        Step function (default :class:`PlainStep`).
+    step : PlainStep, str or dict, optional
+        Step function or method spec for :func:`numharden.train.sharpness.make_step`
+        (``'plain'``, ``'sam'``, ``'asam'``, ``'saq'`` or ``{'name': 'saq', 'rho': 0.05,
+        'act_l1': 1e-5, ...}``); default :class:`PlainStep`. Its ``describe()`` is
+        recorded in the recipe.
     drop_last : bool
         Drop the last, incomplete batch of every epoch.
     eval_batch_size : int, optional
@@ -197,7 +219,10 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
     model : Model
         Exported from the trained latents (:meth:`Trainable.to_model`), with
         ``meta['training']`` = {'recipe': all hyper-parameters, seed, data, numharden
-        version; 'results': final accuracies and per-epoch history}.
+        version; 'results': final accuracies, activation sparsity and per-epoch
+        history}. If the model already held ``meta['training']`` (fine-tuning a trained
+        model), that entry moves to ``meta['training']['previous']`` (a list, oldest
+        first), so the whole history travels with the file.
     history : History
     """
     trainable = model if isinstance(model, Trainable) else Trainable(model)
@@ -228,7 +253,7 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
     opt = make_optimizer(dict(opt_spec), trainable.params, trainable.kinds)
     sched_spec = DEFAULT_SCHEDULE if schedule is None else schedule
     sched = make_schedule(sched_spec, epochs=epochs, steps_per_epoch=steps_per_epoch)
-    step_fn = PlainStep() if step is None else step
+    step_fn = make_step(step)
     rng = np.random.default_rng(seed)
     # calibration draws from its own stream so it does not shift the training shuffles
     calib_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
@@ -239,6 +264,9 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
     for epoch in range(epochs):
         t_epoch = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
+        zero_sum, zero_seen = 0.0, 0
+        if hasattr(step_fn, "start_epoch"):
+            step_fn.start_epoch(epoch, epochs)
         for i, (images, labels) in enumerate(train_data.batches(batch_size, rng)):
             if i == steps_per_epoch:
                 break  # drop_last
@@ -254,6 +282,11 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
             history.step_loss.append(result.loss)
             history.step_accuracy.append(hits / len(labels))
             history.step_lr.append(opt.lr)
+            sparsity = getattr(result, "sparsity", None)
+            history.step_sparsity.append(sparsity)
+            if sparsity is not None:
+                zero_sum += sparsity * len(labels)
+                zero_seen += len(labels)
             trainable.project()
             bad = trainable.nonfinite()
             if bad or not math.isfinite(result.loss):
@@ -262,13 +295,15 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
                                   f"{what}; lower the learning rate (now {opt.lr:g})")
             if callback is not None:
                 callback(StepEvent(epoch, epochs, i, steps_per_epoch, result.loss,
-                                   hits / len(labels), len(labels) / dt, opt.lr))
+                                   hits / len(labels), len(labels) / dt, opt.lr, sparsity))
         seconds = time.perf_counter() - t_epoch
         test = evaluate(trainable, eval_data, eval_batch_size) if eval_data is not None else None
         event = EpochEvent(epoch, epochs, loss_sum / seen, correct / seen,
                            None if test is None else test["loss"],
                            None if test is None else test["accuracy"],
-                           seconds, seen / seconds, opt.lr)
+                           seconds, seen / seconds, opt.lr,
+                           zero_sum / zero_seen if zero_seen else None,
+                           None if test is None else test["sparsity"])
         history.epochs.append(asdict(event))
         if callback is not None:
             callback(event)
@@ -291,8 +326,14 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
     exported = trainable.to_model()
     if eval_data is not None:
         final = evaluate_model(exported, eval_data, batch_size=eval_batch_size)
-        results |= {"test_accuracy": final["accuracy"], "test_loss": final["loss"]}
+        results |= {"test_accuracy": final["accuracy"], "test_loss": final["loss"],
+                    "test_sparsity": final["activation_sparsity"]}
     exported.meta["training"] = {"recipe": recipe, "results": results}
+    earlier = trainable.meta.get("training")
+    if earlier:  # training a trained model (fine-tuning): keep what came before, oldest first
+        exported.meta["training"]["previous"] = (
+            list(earlier.get("previous", [])) + [{k: v for k, v in earlier.items()
+                                                  if k != "previous"}])
     trainable.meta["training"] = exported.meta["training"]
     return exported, history
 

@@ -141,17 +141,19 @@ class Trainable:
         p = (params or self.params)[name]
         fmt = self.formats[name]
         v = p if fmt.spec == "fp32" else F.fake_quant_weight(p, fmt, self.axes[name])
-        if offsets and name in offsets:
-            v = F.add(v, offsets[name])
-        return v
+        return self._offset(name, v, offsets)
+
+    @staticmethod
+    def _offset(name: str, value, offsets: dict | None):
+        return F.add(value, offsets[name]) if offsets and name in offsets else value
 
     def _provider(self, train: bool, params: dict | None, offsets: dict | None):
         P = params or self.params
         if offsets:
             for name, e in offsets.items():
-                if name not in self.kinds or self.kinds[name] not in ("weight", "bias"):
+                if name not in self.kinds or self.kinds[name] not in ("weight", "bias", "bn"):
                     raise ConfigError(f"offset for {name!r}: offsets apply to conv / linear "
-                                      "weights and biases only")
+                                      "weights and biases and batch-norm weight / bias only")
                 if np.shape(data_of(e)) != self.params[name].shape:
                     raise ShapeError(f"offset for {name!r} has shape {np.shape(data_of(e))}, "
                                      f"the parameter has {self.params[name].shape}")
@@ -165,7 +167,8 @@ class Trainable:
                     out["bias"] = self.quantized(names["bias"], P, offsets)
                 return out
             if node.op == "batchnorm":
-                gamma, beta = P[names["weight"]], P[names["bias"]]
+                gamma, beta = (self._offset(names[r], P[names[r]], offsets)
+                               for r in ("weight", "bias"))
                 if train:
                     return {"weight": gamma, "bias": beta}
                 var = self.buffers[names["running_var"]]
@@ -209,10 +212,13 @@ class Trainable:
             second pass over the same batch (SAM-style steps) passes False.
         params : dict of str to Tensor, optional
             Latents to use instead of :attr:`params` (same names; for gradient checks).
-        offsets : dict of str to ndarray, optional
+        offsets : dict of str to ndarray or Tensor, optional
             Added to the *quantised* values of the named conv / linear weights and biases
             (a perturbation of what hardware stores, as sharpness-aware quantisation
-            applies it; gradients still reach the latents through the STE).
+            applies it; gradients still reach the latents through the STE) and to
+            batch-norm ``weight`` / ``bias`` (kept in fp32, so there the offset is simply
+            added to the latent). An offset Tensor with ``requires_grad`` receives the
+            gradient with respect to the quantised value.
         observe : callable, optional
             Executor observer ``observe(node, out)`` (activation penalties, calibration).
 
