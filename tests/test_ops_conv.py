@@ -244,3 +244,34 @@ def test_conv2d_skips_padded_taps(dtype):
     assert not np.isfinite(y[:, 1:, 1:]).any()
     ref = nv.conv2d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
     np.testing.assert_allclose(y[:, 0], ref[:, 0], rtol=1e-4, atol=1e-4)
+
+
+THIN_CASES = [CASES[0], CASES[2], CASES[6], CASES[7],
+              (3, 28, 28, 1, 6, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1), 1),   # LeNet conv1
+              (1, 5, 37, 2, 13, 3, 3, (2, 1), (1, 0, 0, 2), (1, 3), 1)]   # >2 column tiles
+
+
+@pytest.mark.parametrize("case", THIN_CASES)
+def test_thin_input_kernel_matches_loops_and_fused_epilogue(case):
+    """First-layer shapes take the row-vectorised kernel; values match the loop twin,
+    and act / residual fused in its epilogue equal applying them afterwards."""
+    from numharden.ops import conv as oc
+    x, w, b, kw = _data(case, np.float32, seed=21)
+    assert oc._use_thin(x, w, kw["groups"], kw["stride"])
+    ref = nv.conv2d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+    y = ops.conv2d(x, w, b, **kw)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+    res = np.random.default_rng(22).standard_normal(y.shape).astype(np.float32)
+    res.flat[::7] = np.nan
+    fused = ops.conv2d(x, w, b, **kw, act=(-0.5, 0.75), residual=res)
+    np.testing.assert_array_equal(fused, np.clip(y + res, np.float32(-0.5), np.float32(0.75)))
+
+
+def test_thin_input_shapes_with_nonfinite_weights_skip_padded_taps():
+    from numharden.ops import conv as oc
+    x, w, b, kw = _data(THIN_CASES[4], np.float32, seed=23)
+    w[0, 0, 0, 2] = np.inf  # tap (0, 0) meets padding in output rows/cols 0 and 1
+    assert not oc._use_thin(x, w, 1, kw["stride"])  # falls back to the tap-skipping kernel
+    y = ops.conv2d(x, w, b, **kw)
+    assert np.isfinite(y[:, :2, :, 2]).all() and np.isfinite(y[:, :, :2, 2]).all()
+    assert not np.isfinite(y[:, 2:, 2:, 2]).any()

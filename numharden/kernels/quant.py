@@ -12,16 +12,14 @@ _CHUNK = 16384
 def act_quant_fwd(x, clip, s, y, codes):
     """codes = rint(clip(x, 0, clip) / s), y = codes * s; NaN maps to code 0. Flat arrays."""
     n = x.size
+    zero = clip - clip  # 0 in the arithmetic's dtype (clip is finite, typed like x)
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            v = x[i]
-            if v > clip:
-                v = clip
-            if not v >= 0:  # negative or NaN
-                v = 0
+            v = min(x[i], clip)  # NaN stays NaN here ...
+            v = v if v >= 0 else zero  # ... and becomes 0 here, as negatives do
             q = np.rint(v / s)
-            codes[i] = q
-            y[i] = codes[i] * s
+            y[i] = q * s
+            codes[i] = np.int32(q)  # q in [0, 2**bits - 1]: exact (selects, no branches)
 
 
 @njit(cache=True, nogil=True, parallel=True)

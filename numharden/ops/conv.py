@@ -10,6 +10,7 @@ from ..errors import ConfigError, ShapeError
 from ..kernels import conv as _k
 from ..kernels import conv_fast as _f
 from ..kernels import conv_grad as _g
+from ..kernels import conv_thin as _thin
 from ..kernels import conv_tiles as _t
 from ._check import as_float, colsum, grad_like, ints, like, out_size
 
@@ -59,6 +60,14 @@ def _use_fast(x, Cog):
     """Register-blocked float32 kernel unless channels per group are too few to fill
     its 16-lane output tile (depthwise-like layers go to the generic kernel)."""
     return x.dtype == np.float32 and Cog >= 4
+
+
+def _use_thin(x, w, groups, s):
+    """Row-vectorised kernel for first layers (1-4 input channels, < 16 output channels,
+    unit stride along the width), whose output tiles would leave most channel lanes of
+    the fast kernel empty; only with finite weights (it multiplies padded zeros)."""
+    return (x.dtype == np.float32 and groups == 1 and s[1] == 1 and x.shape[3] <= 4
+            and w.shape[3] < 16 and bool(np.isfinite(w).all()))
 
 
 _SCRATCH_BYTES = 256 * 1024  # padded input per task: stays in L2
@@ -113,6 +122,12 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
     if y.size == 0:
         return y
     Cog = Co // groups
+    if _use_thin(x, w, groups, s):
+        _thin.conv_fwd(x, _thin.pack_weight(w), np.zeros(Co, np.float32) if b is None else b, y,
+                       y if residual is None else residual, residual is not None, KH, KW,
+                       s[0], p[0], p[1], p[2], d[0], d[1], apply, np.float32(lo),
+                       np.float32(hi), 4 * numba.get_num_threads())
+        return y
     if _use_fast(x, Cog):
         H, W = x.shape[1], x.shape[2]
         wp, bp = _t.pack_weight(w, b, groups)
