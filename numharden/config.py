@@ -21,13 +21,16 @@ DEFAULTS: dict[str, object] = {
     # stealing the cores numba's workers need (LeNet-5 inference at 2 threads ran 2.7x
     # slower with OpenBLAS at its default); 0 leaves the BLAS library as it is
     "blas_threads": 1,
+    # memory (MiB, per campaign worker) for fault-free activations that weight-fault
+    # trials start from instead of recomputing the layers before the first fault
+    "campaign_cache_mb": 1024.0,
     # where the Fashion-MNIST IDX files live besides the bundled test split
     "data_dir": "/usr/share/datasets/fashion-mnist",
     # default built-in model
     "default_model": "lenet5-fmnist-w4a4",
 }
 
-_TYPES = {"batch_size": int, "threads": int, "blas_threads": int, "data_dir": str, "default_model": str}
+_TYPES = {"batch_size": int, "threads": int, "blas_threads": int, "campaign_cache_mb": float, "data_dir": str, "default_model": str}
 
 
 def get(key: str):

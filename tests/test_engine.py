@@ -48,6 +48,29 @@ def test_weight_trial_matches_hand_computation(model_file, kind):
     assert runner.model.checksum() == load_model(model_file).checksum()
 
 
+def test_incremental_trials_equal_full_passes(model_file, monkeypatch):
+    """Trials that start from recorded fault-free activations (the default) give the
+    results of full forward passes (no records: campaign_cache_mb = 0), layer by layer."""
+    spec = FaultSweepSpec(model=model_file, images=250, kind="flip", group_by="layer")
+    fast = spec.build()
+    assert fast._kept and set(fast._kept[0]) >= {"flatten", "relu4_q"}
+    monkeypatch.setenv("NUMHARDEN_CAMPAIGN_CACHE_MB", "0")
+    full = spec.build()
+    assert full._kept is None
+    calls = []
+    original = fast.model.forward
+    monkeypatch.setattr(fast.model, "forward",
+                        lambda x, **kw: calls.append(kw.get("reuse") is not None) or
+                        original(x, **kw))
+    for group in spec.groups():
+        for trial in range(2):
+            seed = trial_seed(11, 5e-3, trial)
+            calls.clear()
+            a = fast(5e-3, trial, seed, group)
+            assert calls and all(calls)  # the faulted pass was incremental
+            assert a == full(5e-3, trial, seed, group) and a["n_faults"] > 0
+
+
 def test_baseline_and_unchanged_trials_equal_clean(model_file):
     runner = FaultSweepSpec(model=model_file, images=200).build()
     r0 = runner(0.0, 0, 123)

@@ -8,6 +8,14 @@ place (the model re-derives only the layers whose tensors changed, folding batch
 after the faults), runs the test images, and undoes the faults from the undo log. A
 trial whose faults changed no stored bit (none drawn, or all masked) cannot change any
 output, so its result is the fault-free one without running the network.
+
+Weight trials recompute only what their faults can reach. The runner records, once,
+the fault-free outputs of the nodes that feed parameterised layers (and residual or
+concatenation joins), deepest first, within the ``campaign_cache_mb`` budget of
+:mod:`numharden.config`; a trial then runs ``Model.forward(reuse=...)`` from the
+recorded inputs of the first layer its faults touched. Faults land where the bits are
+-- mostly in the large late layers -- so a typical trial costs a fraction of a full
+pass; the results are bit-identical to full passes (tests/test_engine.py).
 """
 
 from __future__ import annotations
@@ -160,15 +168,32 @@ class EngineRunner:
         self.labels = data.labels
         self.bs = int(spec.batch_size or config.get("batch_size"))
         self.targets = spec.targets()
-        self.clean, self.clean_nonfinite = self._predict()
+        self._kept = None
+        keep = _records(self.model, len(self.labels), config.get("campaign_cache_mb"))
+        self.clean, self.clean_nonfinite = self._predict(keep=keep)
         self._injectors: dict = {}
 
-    def _predict(self, hook=None):
-        """Top-1 predictions (-1 where the logits hold NaN/Inf) and the NaN/Inf count."""
+    def _predict(self, hook=None, keep=(), touched=None):
+        """Top-1 predictions (-1 where the logits hold NaN/Inf) and the NaN/Inf count.
+
+        ``keep``: record these nodes' outputs per batch (fault-free pass);
+        ``touched``: parameter names changed since, recompute only downstream of them."""
         preds = np.empty(len(self.labels), np.int64)
         bad_total = 0
-        for s in range(0, len(preds), self.bs):
-            logits = self.model.forward(self.x[s:s + self.bs], hook=hook)
+        if keep:
+            self._kept = []
+        for i, s in enumerate(range(0, len(preds), self.bs)):
+            x = self.x[s:s + self.bs]
+            if keep:
+                rec = {}
+                self._kept.append(rec)
+                logits = self.model.forward(
+                    x, observe=lambda node, out, rec=rec: rec.__setitem__(node.name, out)
+                    if node.name in keep else None)
+            elif touched is not None and self._kept is not None:
+                logits = self.model.forward(x, reuse=(self._kept[i], touched))
+            else:
+                logits = self.model.forward(x, hook=hook)
             bad = ~np.isfinite(logits).all(axis=1)
             p = logits.argmax(axis=1)
             p[bad] = -1
@@ -210,7 +235,25 @@ class EngineRunner:
             n_masked = int(applied.masked.sum())
             if n_masked == len(applied):  # no stored bit changed: outputs are the clean ones
                 return self._result(self.clean, self.clean_nonfinite, len(applied), n_masked)
-            preds, nonfinite = self._predict()
+            changed = np.unique(applied.tensor[~applied.masked.astype(bool)])
+            preds, nonfinite = self._predict(touched=[applied.names[t] for t in changed])
         finally:
             injector.undo(applied)
         return self._result(preds, nonfinite, len(applied), n_masked)
+
+
+def _records(model, n_images: int, budget_mb: float) -> set[str]:
+    """Nodes whose fault-free outputs a runner keeps for incremental trials: inputs of
+    parameterised nodes and of joins, deepest first, while they fit in ``budget_mb``."""
+    graph = model.graph
+    wanted = []
+    for node in graph.nodes:
+        if node.params or node.op in ("add", "concat"):
+            wanted.extend(i for i in node.inputs if i in graph.by_name)
+    total, keep = 0.0, set()
+    for name in sorted(set(wanted), key=lambda n: -[m.name for m in graph.nodes].index(n)):
+        size = float(np.prod(graph.shapes[name])) * n_images * 4 / 2 ** 20
+        if total + size <= budget_mb:
+            keep.add(name)
+            total += size
+    return keep
