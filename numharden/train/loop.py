@@ -254,6 +254,8 @@ def train(model, train_data: Dataset, *, epochs: int, batch_size: int = 128,
     sched_spec = DEFAULT_SCHEDULE if schedule is None else schedule
     sched = make_schedule(sched_spec, epochs=epochs, steps_per_epoch=steps_per_epoch)
     step_fn = make_step(step)
+    if getattr(step_fn, "penalty", None) is not None:
+        step_fn.penalty.bind(trainable.graph)  # unknown layer names fail before training
     rng = np.random.default_rng(seed)
     # calibration draws from its own stream so it does not shift the training shuffles
     calib_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])

@@ -42,7 +42,7 @@ def _lambda(value, where: str) -> float:
     v = float(value)
     if not math.isfinite(v) or v < 0:
         raise ConfigError(f"{where} must be a finite number >= 0, found {value!r}; "
-                          "e.g. 1e-5 (Georgiadis 2019 uses 1e-8 .. 1e-4 per layer)")
+                          "give e.g. 1e-5, or 0 for no penalty")
     return v
 
 
