@@ -2,7 +2,7 @@
 
 Usage (from the repository root; PyTorch is needed only here, never by numharden)::
 
-    python bench/bench_campaign.py                  # markdown tables (10-15 min, 2 busy cores)
+    python bench/bench_campaign.py                  # markdown tables (2 busy cores)
     python bench/bench_campaign.py --quick          # smoke run: 2,000 images, 4 trials, 1 repeat
     python bench/bench_campaign.py --json out.json  # also write everything as JSON
     python bench/bench_campaign.py --profile        # always add the per-step breakdown
@@ -14,34 +14,33 @@ untrained net). Data: the bundled Fashion-MNIST test split (10,000 images).
 
 numharden side: the real engine trial of ``numharden sweep`` -- ``FaultSweepSpec(...)
 .build()`` -> runner, called as ``runner(ber, trial, trial_seed(seed, ber, trial))`` --
-at each BER (weight bit flips in the conv/linear weights, the sweep default):
+at each BER (weight bit flips in the conv/linear weights, the sweep default), in two
+modes:
 
-* 1 core: numba kernels on 1 thread in this process;
-* 2 cores: numba kernels on 2 threads in this process, and ``run_campaign(...,
-  workers=2)`` (``numharden sweep --workers 2``: two spawned processes with 1 kernel
-  thread each, records fsync'd to a temporary store). For the worker runs we report the
-  steady rate (trials / time from the baseline record to the last record: process
-  spawn, imports, JIT-cache load, model load and the clean pass excluded) and the
-  end-to-end rate (trials / wall time of the whole ``run_campaign`` call).
+* "sweep" (what ``numharden sweep`` does): a trial whose faults changed no stored bit is
+  not run (its outputs are the clean ones); any other trial recomputes only the nodes
+  downstream of the tensors its faults changed, from the fault-free activations the
+  runner recorded once (``Model.forward(reuse=...)``, budget
+  ``NUMHARDEN_CAMPAIGN_CACHE_MB``; 0 disables the recording and every trial becomes a
+  full pass). At BER 1e-5 on LeNet-5 (61,470 int4 weights = 245,880 bits) P(no fault)
+  = exp(-2.46) = 8.5 % of trials; at 1e-4 and above practically none.
+* "full pass": every trial runs the whole network (the runner's own injector +
+  ``runner._predict()``, i.e. EngineRunner's trial without the shortcut and without
+  the recorded activations).
 
-The shortcut: a trial whose faults changed no stored bit is not run (its outputs are the
-clean ones). At BER 1e-5 on LeNet-5 (61,470 int4 weights = 245,880 bits) that is
-P(no fault) = exp(-2.46) = 8.5 % of trials; at 1e-4 and above practically none.
-"sweep" rows are with the shortcut (what ``numharden sweep`` does; the torch reference
-gets the same shortcut), "forced" rows run the network in every trial on both sides
-(numharden: the runner's own injector + ``runner._predict()``, i.e. EngineRunner's trial
-minus the shortcut). Forced rows are measured only where the trial set holds a
-zero-fault trial (elsewhere they are the sweep rows).
+Each mode runs on 1 core (numba kernels on 1 thread in this process) and on 2 cores:
+numba kernels on 2 threads in this process, and ``run_campaign(..., workers=2)``
+(``numharden sweep --workers 2``: two spawned processes with 1 kernel thread each,
+records fsync'd to a temporary store). For the worker runs we report the steady rate
+(trials / time from the baseline record to the last record: process spawn, imports,
+JIT-cache load, model load, the clean pass and the recording of fault-free activations
+excluded) and the end-to-end rate (trials / wall time of the whole ``run_campaign``
+call).
 
-OpenBLAS: numharden's linear layers are numpy ``@`` calls, and numpy's OpenBLAS runs
-as many threads as there are cores whatever ``set_threads``/``NUMHARDEN_THREADS`` say
-(so ``--workers 2`` runs 2 x 2 BLAS threads on 2 cores, and idle OpenBLAS threads spin
-next to numba's). Each numharden number is given twice (``--blas``): with OpenBLAS at its
-default (what a user gets today), "matched" (OpenBLAS limited to the numba thread count
-through its ctypes setter) and "single" (OpenBLAS on 1 thread); worker processes get
-``OPENBLAS_NUM_THREADS=1`` except in the default variant. Configurations that coincide
-(matched = default at 2 threads, single = matched at 1 thread and for workers) are
-measured once and reported under each name.
+BLAS: numharden's linear layers are numpy ``@`` calls; numharden itself caps numpy's
+BLAS at ``NUMHARDEN_BLAS_THREADS`` threads (default 1, through threadpoolctl, when
+``numharden.kernels`` is imported -- so also in every ``--workers`` process). The
+header line reports the count in effect here (``numharden.kernels.get_blas_threads()``).
 
 PyTorch side, in a separate process (see ``bench/_torch_campaign.py``): the independent
 LeNet-5 twin of ``tests/golden/torch_twins.py`` loaded with the decoded stored weights,
@@ -52,22 +51,31 @@ before timing and writes it with ``FaultList.save`` (docs/FAULTS.md layout); the
 campaign reads those lists with h5py and per trial flips the bits of its own copy of the
 int codes, sign-extends, decodes the changed values and writes them into the
 ``nn.Parameter`` in place, evaluates the images in batches of the same size as
-numharden, counts correct/SDC, and restores. Fault *sampling* is therefore in numharden's
-trial time but not in torch's (it costs about 0.1 ms, see bench/bench_faults.py).
+numharden (always the whole network), counts correct/SDC, and restores. In the sweep
+rows torch gets the same no-change shortcut; in the full-pass rows it runs every
+trial (at a BER whose trials all changed some bit the two torch runs are the same
+computation, measured once). Fault *sampling* is in numharden's trial time but not in
+torch's (see the profile's first line and bench/bench_faults.py).
+
+Breakdown: the 1-thread trials above, grouped by the first layer whose stored weights
+changed (where an incremental trial starts recomputing), with their measured ms/trial
+incremental (sweep) vs full pass vs torch.
 
 Correctness: before timing, the torch side checks that its faulted raw codes equal the
 ``new`` codes numharden recorded and that restore is bit-exact; after timing, every
 trial's correct and SDC counts of the two campaigns are compared (a pre-activation at a
 4-bit rounding boundary may round differently in float32, so an image or two may
-differ; the maximum is printed) and all numharden runs (1/2 threads, forced, 2 workers,
-every repeat) must agree exactly with each other.
+differ; the maximum is printed), every incremental (sweep) trial must equal its full
+pass, and all numharden runs (1/2 threads, both modes, 2 workers, every repeat) must
+agree exactly with each other.
 
-Timing: JIT compile, the clean pass and a warm-up trial per BER and thread count are
-excluded. numharden and torch blocks alternate (same trials, same order) repeat by
+Timing: JIT compile, the clean pass and a warm-up trial per BER, mode and thread count
+are excluded. numharden and torch blocks alternate (same trials, same order) repeat by
 repeat so load from other processes hits both alike; trials/s of a block = trials / sum
 of per-trial times; reported are medians over the repeats. ``numharden/PyTorch`` > 1
 means numharden is faster. When a ratio is below the 1.5x target (or with
-``--profile``) a per-step breakdown of one trial follows, numharden next to torch.
+``--profile``) a per-step breakdown of one full-pass trial follows, numharden next to
+torch.
 """
 
 from __future__ import annotations
@@ -88,6 +96,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout
 
 import numpy as np  # noqa: E402
 
+from numharden import config  # noqa: E402
 from numharden.campaign import CampaignConfig, CampaignStore, run_campaign, trial_seed  # noqa: E402
 from numharden.campaign.engine import EngineRunner, FaultSweepSpec  # noqa: E402
 from numharden.faults import FaultInjector  # noqa: E402
@@ -96,15 +105,17 @@ BUILTIN = "lenet5-fmnist-w4a4"
 NORMALIZATION = {"mean": [0.2860], "std": [0.3530]}  # as weights/train_builtin.py
 TARGET_RATIO = 1.5
 COUNTS = ("correct", "sdc", "nonfinite", "n_faults")
-BLAS_HEADS = {"default": "OpenBLAS default", "matched": "OpenBLAS threads = numba threads",
-              "single": "OpenBLAS 1 thread"}
+MODES = ("sweep", "full")
+MODE_HEADS = {"sweep": "sweep (skip no-change trials, recompute downstream of the change)",
+              "full": "full pass (every trial, whole network)"}
 
 
 # ======================================================================================
 # numharden trial variants
 # ======================================================================================
-def run_forced(runner: EngineRunner, ber: float, trial: int, seed: int) -> dict:
-    """EngineRunner's weight-fault trial without the no-change shortcut."""
+def run_full_pass(runner: EngineRunner, ber: float, trial: int, seed: int) -> dict:
+    """EngineRunner's weight-fault trial without the no-change shortcut and without the
+    recorded activations: the whole network runs."""
     key = (None, ber)
     if key not in runner._injectors:
         runner._injectors[key] = FaultInjector(
@@ -118,78 +129,20 @@ def run_forced(runner: EngineRunner, ber: float, trial: int, seed: int) -> dict:
     return runner._result(preds, nonfinite, len(applied), int(applied.masked.sum()))
 
 
-class ForcedRunner(EngineRunner):
-    """Runner of :class:`ForcedSpec`: every weight trial runs the network."""
+class FullPassRunner(EngineRunner):
+    """Runner of :class:`FullPassSpec`: every weight trial runs the whole network."""
 
     def __call__(self, ber, trial, seed, group=None):
         if group is not None or self.spec.target != "weights" or ber == 0.0:
             return super().__call__(ber, trial, seed, group=group)
-        return run_forced(self, ber, trial, seed)
+        return run_full_pass(self, ber, trial, seed)
 
 
-class ForcedSpec(FaultSweepSpec):
-    """The sweep spec with the shortcut disabled (for ``run_campaign(workers=2)``)."""
+class FullPassSpec(FaultSweepSpec):
+    """The sweep spec with full-pass trials (for ``run_campaign(workers=2)``)."""
 
     def build(self):
-        return ForcedRunner(self)
-
-
-# ======================================================================================
-# OpenBLAS threads (numpy's matmul in the linear layers)
-# ======================================================================================
-def _openblas():
-    """(set, get) ctypes functions of the OpenBLAS numpy loaded, or None (as threadpoolctl)."""
-    import ctypes
-
-    try:
-        libs = sorted({ln.split()[-1] for ln in open("/proc/self/maps") if "openblas" in ln})
-    except OSError:
-        return None
-    for path in libs:
-        lib = ctypes.CDLL(path)
-        for suffix in ("64_", ""):
-            for prefix in ("scipy_openblas", "openblas"):
-                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    setter.argtypes, getter.restype = [ctypes.c_int], ctypes.c_int
-                    return setter, getter
-    return None
-
-
-class BlasThreads:
-    """Switch between OpenBLAS's default thread count and 'as many as numba uses'.
-
-    numharden's linear layers call numpy's ``@`` (OpenBLAS, which starts as many threads
-    as cores) whatever ``set_threads`` says; ``--workers 2`` processes inherit that. The
-    'matched' variant limits OpenBLAS to the numba thread count (in this process through
-    OpenBLAS's own setter, in spawned workers through ``OPENBLAS_NUM_THREADS=1``).
-    """
-
-    def __init__(self):
-        self.fns = _openblas()
-        self.default = self.fns[1]() if self.fns else None
-        self.env = os.environ.get("OPENBLAS_NUM_THREADS")
-
-    def effective(self, variant: str, threads: int):
-        """OpenBLAS threads of this process under ``variant`` (None: not controllable)."""
-        if self.fns is None:
-            return None
-        return {"default": self.default, "matched": threads, "single": 1}[variant]
-
-    def worker_env(self, variant: str):
-        """OPENBLAS_NUM_THREADS handed to --workers processes under ``variant``."""
-        return self.env if variant == "default" else "1"
-
-    def use(self, variant: str, threads: int) -> None:
-        if self.fns is None:
-            return
-        self.fns[0](self.effective(variant, threads))
-        env = self.worker_env(variant)
-        if env is None:
-            os.environ.pop("OPENBLAS_NUM_THREADS", None)
-        else:
-            os.environ["OPENBLAS_NUM_THREADS"] = env
+        return FullPassRunner(self)
 
 
 # ======================================================================================
@@ -301,75 +254,127 @@ def wait_idle(threshold, max_wait=300.0) -> None:
         time.sleep(10)
 
 
-def measure(args, runner, spec, forced_spec, worker, bers, seeds, zero, tmp, blas):
+def measure(args, runner, spec, full_spec, worker, bers, seeds, zero, tmp):
     """Interleaved numharden / torch blocks.
 
-    Returns ``samples[(impl, ber, cores, mode, blas)]`` -> trials/s per repeat,
-    ``results[...]`` -> per repeat the per-trial counts, and worker-run details.
-    impl: 'numharden' (this process), 'workers2' (run_campaign, steady rate),
-    'workers2-e2e' (same runs, end to end), 'torch' (blas '-').
+    Returns ``samples[(impl, ber, cores, mode)]`` -> trials/s per repeat,
+    ``results[...]`` -> per repeat the per-trial counts, ``times[...]`` -> per repeat the
+    per-trial seconds (this process and torch), worker-run details and the BLAS thread
+    count seen at each thread count. impl: 'numharden' (this process), 'workers2'
+    (run_campaign, steady rate), 'workers2-e2e' (same runs, end to end), 'torch'
+    (measured in mode 'full' only where some trial changed no bit).
     """
-    from numharden.kernels import set_threads
+    from numharden.kernels import get_blas_threads, set_threads
 
-    samples, results, extra = defaultdict(list), {}, defaultdict(list)
+    samples, results, times, extra = (defaultdict(list), {}, defaultdict(list),
+                                      defaultdict(list))
+    blas_seen = {}
     n = args.trials
 
-    def keep(key, res, tps):
+    def keep(key, res, tps, trial_s=None):
         samples[key].append(tps)
         results.setdefault(key, []).append([{k: r[k] for k in COUNTS} for r in res])
+        if trial_s is not None:
+            times[key].append(list(trial_s))
+
+    def full(b, t, s):
+        return run_full_pass(runner, b, t, s)
 
     for threads in args.threads:
         wait_idle(args.wait_idle)
-        set_threads(threads)
-        for ber in bers:  # warm-up at this thread count (injector creation, oneDNN primitives)
-            for variant in args.blas:
-                blas.use(variant, threads)
-                runner(ber, 0, seeds[ber][0])
+        set_threads(threads)  # also re-applies numharden's BLAS cap
+        blas_seen[threads] = get_blas_threads()
+        for ber in bers:  # warm-up at this thread count (injector, fused kernels, oneDNN)
+            runner(ber, 0, seeds[ber][0])
+            full(ber, 0, seeds[ber][0])
             worker("run", keys=[(ber, 0)], threads=threads, shortcut=False)
         for r in range(args.repeats):
             for ber in bers:
                 keys = [(ber, t) for t in range(n)]
-                for mode in (("sweep", "forced") if zero[ber] else ("sweep",)):
-                    msg = [f"  threads={threads} repeat {r + 1}/{args.repeats} BER {ber:g} {mode}:"]
-                    fn = runner if mode == "sweep" else (
-                        lambda b, t, s: run_forced(runner, b, t, s))
-                    done = {}  # OpenBLAS thread count -> (results, trials/s)
-                    for variant in args.blas:
-                        eff = blas.effective(variant, threads)
-                        if eff not in done:  # 'matched' at 2 threads is the default: run once
-                            blas.use(variant, threads)
-                            res, times = nh_block(fn, ber, seeds[ber])
-                            done[eff] = (res, n / sum(times))
-                            msg.append(f"numharden[{variant} BLAS] {n / sum(times):.2f}")
-                        keep(("numharden", ber, threads, mode, variant), *done[eff])
-                    th = worker("run", keys=keys, threads=threads, shortcut=mode == "sweep")
-                    keep(("torch", ber, threads, mode, "-"), th["results"], n / sum(th["times"]))
-                    msg.append(f"torch {n / sum(th['times']):.2f}")
+                msg = [f"  threads={threads} repeat {r + 1}/{args.repeats} BER {ber:g}:"]
+                for mode in MODES:
+                    res, ts = nh_block(runner if mode == "sweep" else full, ber, seeds[ber])
+                    keep(("numharden", ber, threads, mode), res, n / sum(ts), ts)
+                    msg.append(f"numharden {mode} {n / sum(ts):.2f}")
+                    if mode == "sweep" or zero[ber]:
+                        th = worker("run", keys=keys, threads=threads, shortcut=mode == "sweep")
+                        keep(("torch", ber, threads, mode), th["results"],
+                             n / sum(th["times"]), th["times"])
+                        msg.append(f"torch {mode} {n / sum(th['times']):.2f}")
                     if threads == 2 and args.workers:
-                        wdone = {}  # worker OPENBLAS_NUM_THREADS -> run
-                        for variant in args.blas:
-                            env = blas.worker_env(variant)
-                            if env not in wdone:  # 'single' workers are 'matched' workers
-                                blas.use(variant, 1)
-                                w = wdone[env] = workers_campaign(
-                                    spec if mode == "sweep" else forced_spec, ber, n, args.seed,
-                                    tmp / f"w2-{ber!r}-{mode}-{variant}-{r}")
-                                extra[("workers2", ber, mode, variant)].append(
-                                    {k: w[k] for k in ("wall_s", "startup_s", "worker_trial_s")})
-                                msg.append(f"--workers 2 [{variant} BLAS] {w['steady_tps']:.2f} "
-                                           f"steady / {w['e2e_tps']:.2f} e2e (start-up "
-                                           f"{w['startup_s']:.1f} s)")
-                            w = wdone[env]
-                            keep(("workers2", ber, 2, mode, variant), w["results"],
-                                 w["steady_tps"])
-                            samples[("workers2-e2e", ber, 2, mode, variant)].append(w["e2e_tps"])
-                    blas.use("default", threads)
-                    _log(" ".join(msg) + f" trials/s [load {os.getloadavg()[0]:.1f}]")
-    return samples, results, extra
+                        w = workers_campaign(spec if mode == "sweep" else full_spec, ber, n,
+                                             args.seed, tmp / f"w2-{ber!r}-{mode}-{r}")
+                        extra[("workers2", ber, mode)].append(
+                            {k: w[k] for k in ("wall_s", "startup_s", "worker_trial_s")})
+                        keep(("workers2", ber, 2, mode), w["results"], w["steady_tps"])
+                        samples[("workers2-e2e", ber, 2, mode)].append(w["e2e_tps"])
+                        msg.append(f"--workers 2 {mode} {w['steady_tps']:.2f} steady / "
+                                   f"{w['e2e_tps']:.2f} e2e (start-up {w['startup_s']:.1f} s)")
+                _log(f"{msg[0]} {', '.join(msg[1:])} trials/s [load {os.getloadavg()[0]:.1f}]")
+    return samples, results, times, extra, blas_seen
+
+
+def torch_mode(mode, ber, zero) -> str:
+    """Torch run that serves ``mode``: without a no-change trial both are one computation."""
+    return mode if (mode == "sweep" or zero[ber]) else "sweep"
 
 
 # ======================================================================================
-# profile: where a trial's time goes
+# breakdown: incremental vs full pass by first changed layer (measured)
+# ======================================================================================
+def first_changed(graph, changed_tensors) -> list:
+    """Per trial the first node (graph order) whose weights changed, or None."""
+    order = [n.name for n in graph.nodes]
+    node_of = {p: n.name for n in graph.nodes for p in n.params.values()}
+    return [None if not ch else order[min(order.index(node_of[c]) for c in ch)]
+            for ch in changed_tensors]
+
+
+def breakdown(graph, bers, fault_info, times, zero, threads) -> list:
+    """Measured ms/trial of the ``threads``-thread trials, grouped by first changed layer:
+    incremental (sweep), full pass, torch full pass; per-trial medians over repeats."""
+    def per_trial(key):
+        return [statistics.median(rep[t] for rep in times[key])
+                for t in range(len(times[key][0]))]
+
+    order = [None] + [n.name for n in graph.nodes]
+    out = []
+    for ber in bers:
+        inc = per_trial(("numharden", ber, threads, "sweep"))
+        full = per_trial(("numharden", ber, threads, "full"))
+        ref = per_trial(("torch", ber, threads, torch_mode("full", ber, zero)))
+        first = first_changed(graph, fault_info[ber]["changed_tensors"])
+        groups = defaultdict(list)
+        for t, f in enumerate(first):
+            groups[f].append(t)
+        rows = [(f, groups[f]) for f in order if f in groups] + [("all", range(len(first)))]
+        for f, ts in rows:
+            i, a, c = (float(np.mean([v[t] for t in ts])) for v in (inc, full, ref))
+            out.append({"ber": ber, "first_changed": f, "trials": len(ts),
+                        "incremental_s": i, "full_s": a, "torch_s": c})
+    return out
+
+
+def markdown_breakdown(rows, threads, meta) -> str:
+    lines = [f"Trials by first changed layer, measured ms/trial ({threads} thread"
+             f"{'s' if threads > 1 else ''}; the timed trials above, per-trial medians over "
+             f"the repeats, means over the trials of a group). An incremental trial "
+             f"recomputes from the first changed layer on, starting from recorded fault-free "
+             f"activations ({meta['recorded']}); 'none' = no stored bit changed (the sweep "
+             f"skips the trial, PyTorch's full-pass column runs it).", "",
+             "| BER | first changed layer | trials | sweep (incremental) ms | full pass ms | "
+             "full pass / incremental | PyTorch ms (full pass) | PyTorch / incremental |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        f = {None: "none", "all": "**all**"}.get(r["first_changed"], r["first_changed"])
+        i, a, c = r["incremental_s"], r["full_s"], r["torch_s"]
+        lines.append(f"| {r['ber']:g} | {f} | {r['trials']} | {i * 1e3:.2f} | {a * 1e3:.2f} | "
+                     f"{a / i:.2f}x | {c * 1e3:.2f} | {c / i:.2f}x |")
+    return "\n".join(lines)
+
+
+# ======================================================================================
+# profile: where a full-pass trial's time goes
 # ======================================================================================
 def segments_of(graph, torch_modules) -> dict:
     """numharden node -> torch leaf module whose forward hook ends its segment."""
@@ -386,7 +391,7 @@ def segments_of(graph, torch_modules) -> dict:
 
 
 def _profile_numharden(runner, ber, trials, seeds) -> dict:
-    """Median seconds per step of a forced trial (current numba/BLAS threads)."""
+    """Median seconds per step of a full-pass trial (current numba threads)."""
     model, x, bs = runner.model, runner.x, runner.bs
     inj = FaultInjector(model, runner.spec.fault_model(ber, runner.targets, None))
     layers = [n for n in model.graph.nodes if n.params]
@@ -446,58 +451,20 @@ def _profile_numharden(runner, ber, trials, seeds) -> dict:
     return {k: statistics.median(v) for k, v in rows.items()}
 
 
-def profile(args, runner, worker, ber, trials, seeds, blas):
-    """Step breakdown of a forced trial at 1 thread: numharden with OpenBLAS at its
-    default and at 1 thread, torch."""
+def profile(args, runner, worker, ber, trials, seeds):
+    """Step breakdown of a full-pass trial at 1 thread, numharden and torch."""
     from numharden.kernels import set_threads
 
     set_threads(1)
     out = {"ber": ber, "trials": len(trials), "threads": 1}
-    for variant in ("default", "matched"):
-        blas.use(variant, 1)
-        _profile_numharden(runner, ber, trials[:1], seeds)  # warm-up
-        out[f"numharden_{variant}"] = _profile_numharden(runner, ber, trials, seeds)
-    blas.use("default", 1)
+    _profile_numharden(runner, ber, trials[:1], seeds)  # warm-up
+    out["numharden"] = _profile_numharden(runner, ber, trials, seeds)
     out["torch"] = worker("profile", keys=[(ber, t) for t in trials], threads=1)
     return out
 
 
-def projection(prof, graph, bers, fault_info) -> list:
-    """Projected trial time if a trial re-ran the network only from the first layer whose
-    weights changed (clean activations cached at each faultable layer's input), from the
-    profiled step times (OpenBLAS matched) and the sampled fault lists."""
-    ours = prof["numharden_matched"]
-    order = [n.name for n in graph.nodes]
-    node_of = {p: n.name for n in graph.nodes for p in n.params.values()}
-    fixed = sum(ours[k] for k in ("fault sampling", "apply", "re-derive",
-                                  "input check + NCHW->NHWC copy", "argmax + isfinite",
-                                  "count correct / SDC", "undo"))
-    node_s = [ours.get(f"node {n}", 0.0) for n in order]
-    full = fixed + sum(node_s)
-    skip = ours["fault sampling"] + ours["apply"] + ours["undo"]
-    out = []
-    for ber in bers:
-        info = fault_info[ber]
-        t_now = t_new = 0.0
-        start = defaultdict(int)
-        for changed in info["changed_tensors"]:
-            if not changed:
-                t_now += skip
-                t_new += skip
-                start["none"] += 1
-                continue
-            i = min(order.index(node_of[c]) for c in changed)
-            start[order[i]] += 1
-            t_now += full
-            t_new += fixed + sum(node_s[i:])
-        out.append({"ber": ber, "first_changed": dict(start), "sweep_s": t_now / len(
-            info["changed_tensors"]), "resume_s": t_new / len(info["changed_tensors"]),
-            "speedup": t_now / t_new})
-    return out
-
-
-def markdown_profile(prof, graph, proj) -> str:
-    a_def, a_mat, theirs = prof["numharden_default"], prof["numharden_matched"], prof["torch"]
+def markdown_profile(prof, graph, meta) -> str:
+    ours, theirs = prof["numharden"], prof["torch"]
     mods = {k[len("forward: "):] for k in theirs if k.startswith("forward: ")}
     seg = segments_of(graph, mods)
     groups = defaultdict(list)
@@ -509,22 +476,22 @@ def markdown_profile(prof, graph, proj) -> str:
 
     def line(label, key=None, tkey=None, nodes=None):
         if nodes is not None:
-            a, b = (sum(d.get(f"node {n}", 0.0) for n in nodes) for d in (a_def, a_mat))
+            a = sum(ours.get(f"node {n}", 0.0) for n in nodes)
         else:
-            a, b = a_def[key], a_mat[key]
+            a = ours[key]
         c = theirs.get(tkey) if tkey else None
-        return (f"| {label} | {ms(a)} | {ms(b)} | {b / a_mat['trial total']:.0%} | {ms(c)} | "
-                f"{'—' if not (b and c) else f'{b / c:.2f}x'} |")
+        return (f"| {label} | {ms(a)} | {a / ours['trial total']:.0%} | {ms(c)} | "
+                f"{'—' if not (a and c) else f'{a / c:.2f}x'} |")
 
-    lines = [f"### Where a trial's time goes (BER {prof['ber']:g}, forced, 1 thread, "
+    lines = [f"### Where a full-pass trial's time goes (BER {prof['ber']:g}, 1 thread, "
              f"median of {prof['trials']} trials)", "",
-             "numharden with OpenBLAS at its default thread count (what `numharden sweep` "
-             "gets today) and limited to 1 thread; torch forward segments run from one "
-             "module's forward hook to the next (functional relu/max-pool fall into the "
-             "following module's segment).", "",
-             "| step | numharden ms (OpenBLAS default) | numharden ms (OpenBLAS 1 thread) | "
-             "share | PyTorch ms | numharden (1 BLAS thread) / PyTorch time |",
-             "|---|---:|---:|---:|---:|---:|",
+             f"numharden with BLAS at {meta['blas_threads']} thread(s) (its own cap); the "
+             "per-node timing hook runs numharden's graph unfused (conv, ReLU and "
+             "quantiser as separate steps), so its total is above a timed full-pass trial. "
+             "Torch forward segments run from one module's forward hook to the next "
+             "(functional relu/max-pool fall into the following module's segment).", "",
+             "| step | numharden ms | share | PyTorch ms | numharden / PyTorch time |",
+             "|---|---:|---:|---:|---:|",
              line("fault sampling", "fault sampling"),
              line("apply faults (numharden: Numba kernel; torch: flip codes, decode, "
                   "index_put_)", "apply", "inject (flip codes, decode, index_put_)"),
@@ -538,20 +505,6 @@ def markdown_profile(prof, graph, proj) -> str:
               line("count correct / SDC", "count correct / SDC", "count correct / SDC"),
               line("undo / restore", "undo", "restore codes + weights"),
               line("**trial total**", "trial total", "trial total")]
-    if proj:
-        lines += ["", "Projection (not a measurement): trial time if numharden re-ran only from "
-                  "the first layer whose weights changed, with clean activations cached at "
-                  "each faultable layer's input (bit-exact; no-change trials skipped as "
-                  "today), from the step times above (OpenBLAS 1 thread) and the sampled "
-                  "fault lists:", "",
-                  "| BER | trials by first changed layer | ms/trial now | ms/trial resumed | "
-                  "speed-up | projected numharden/PyTorch (1 thread) |",
-                  "|---|---|---:|---:|---:|---:|"]
-        for p in proj:
-            first = ", ".join(f"{k} {v}" for k, v in p["first_changed"].items())
-            lines.append(f"| {p['ber']:g} | {first} | {p['sweep_s'] * 1e3:.1f} | "
-                         f"{p['resume_s'] * 1e3:.1f} | {p['speedup']:.2f}x | "
-                         f"{theirs['trial total'] / p['resume_s']:.2f} |")
     return "\n".join(lines)
 
 
@@ -577,9 +530,8 @@ def build_rows(args, samples, bers, zero):
     rows = []
     for ber in bers:
         for cores in args.threads:
-            for mode in ("sweep", "forced"):
-                m = mode if (mode == "sweep" or zero[ber]) else "sweep"
-                th = med.get(("torch", ber, cores, m, "-"))
+            for mode in MODES:
+                th = med.get(("torch", ber, cores, torch_mode(mode, ber, zero)))
                 if th is None:
                     continue
                 hows = [("numharden", "numba 1 thread" if cores == 1
@@ -588,39 +540,41 @@ def build_rows(args, samples, bers, zero):
                     hows += [("workers2", "--workers 2, steady"),
                              ("workers2-e2e", "--workers 2, incl. start-up")]
                 for impl, how in hows:
-                    row = {"ber": ber, "cores": cores, "mode": mode, "same_as_sweep": m != mode,
-                           "numharden": how, "torch_tps": th}
-                    for variant in args.blas:
-                        tps = med.get((impl, ber, cores, m, variant))
-                        row[f"numharden_tps_{variant}"] = tps
-                        row[f"ratio_{variant}"] = None if tps is None else tps / th
-                    rows.append(row)
+                    tps = med.get((impl, ber, cores, mode))
+                    rows.append({"ber": ber, "cores": cores, "mode": mode, "numharden": how,
+                                 "numharden_tps": tps, "torch_tps": th,
+                                 "ratio": None if tps is None else tps / th})
     return rows
 
 
-def agreement(bers, results, fault_info):
-    """Per BER: torch vs numharden counts, numharden runs among themselves."""
+def agreement(bers, results, fault_info, threads):
+    """Per BER: torch vs numharden counts, incremental vs full pass, numharden runs
+    among themselves."""
     out = []
     for ber in bers:
-        ref = next(reps[0] for k, reps in sorted(results.items(), key=lambda kv: kv[0][2])
-                   if k[:2] == ("numharden", ber) and k[3] == "sweep")
-        nh_same = all(res == ref for k, reps in results.items()
-                      if k[1] == ber and k[0] != "torch" for res in reps)
+        ref = results[("numharden", ber, threads, "sweep")][0]
+        ours = {k: reps for k, reps in results.items() if k[1] == ber and k[0] != "torch"}
+        nh_same = all(res == ref for reps in ours.values() for res in reps)
+        inc = [res for k, reps in ours.items() if k[3] == "sweep" for res in reps]
+        full = [res for k, reps in ours.items() if k[3] == "full" for res in reps]
+        inc_vs_full = sum(all(a[t] == b[t] for a in inc for b in full) for t in range(len(ref)))
         dc = ds = 0
         nf_same = True
         for k, reps in results.items():
             if k[0] != "torch" or k[1] != ber:
                 continue
-            for a, b in zip(ref * len(reps), [x for res in reps for x in res]):
-                dc = max(dc, abs(a["correct"] - b["correct"]))
-                ds = max(ds, abs(a["sdc"] - b["sdc"]))
-                nf_same &= a["n_faults"] == b["n_faults"]
+            for res in reps:
+                for a, b in zip(ref, res):
+                    dc = max(dc, abs(a["correct"] - b["correct"]))
+                    ds = max(ds, abs(a["sdc"] - b["sdc"]))
+                    nf_same &= a["n_faults"] == b["n_faults"]
         info = fault_info[ber]
         out.append({"ber": ber, "trials": len(ref), "mean_faults": float(np.mean(info["n_faults"])),
                     "zero_change_trials": int(sum(c == 0 for c in info["n_changed"])),
                     "mean_acc": float(np.mean([r["correct"] for r in ref])),
                     "mean_sdc": float(np.mean([r["sdc"] for r in ref])),
                     "max_dcorrect": dc, "max_dsdc": ds, "n_faults_equal": nf_same,
+                    "incremental_equals_full_trials": int(inc_vs_full),
                     "numharden_runs_identical": nh_same})
     return out
 
@@ -630,45 +584,54 @@ def _num(v) -> str:
 
 
 def markdown(rows, agree, meta) -> str:
+    blas = meta["blas_threads"]
     lines = [f"LeNet-5 w4a4 fault campaign, {meta['images']} Fashion-MNIST test images per trial, "
              f"weight bit flips in the conv/linear weights ({meta['n_bits']:,} bits), "
              f"{meta['trials']} trials per BER, medians over {meta['repeats']} interleaved "
              f"repeats; {meta['cpu']}, 2 cores shared with other jobs (load average "
              f"{meta['load_before']:.1f} before, {meta['load_after']:.1f} after). numharden "
-             f"{meta['numharden']} (numba {meta['numba']}, {meta['threading_layer']}), "
-             f"PyTorch {meta['torch']} eager (channels_last, inference_mode, malloc "
-             f"thresholds 1 GiB), batch {meta['batch_size']} on both sides.", ""]
+             f"{meta['numharden']} (numba {meta['numba']}, {meta['threading_layer']}; numpy "
+             f"BLAS at {'?' if blas is None else blas} thread(s) in effect, "
+             f"NUMHARDEN_BLAS_THREADS={meta['blas_env'] or 'unset'}; recorded activations "
+             f"budget {meta['cache_mb']:g} MiB), PyTorch {meta['torch']} eager "
+             f"(channels_last, inference_mode, malloc thresholds 1 GiB), batch "
+             f"{meta['batch_size']} on both sides. PyTorch runs the whole network in every "
+             f"trial, skipping no-change trials in the sweep rows.", ""]
     if meta.get("note"):
         lines += [f"Note: {meta['note']}.", ""]
-    heads = BLAS_HEADS
-    lines += ["| BER | cores | trials | numharden | " + " | ".join(
-        f"numharden trials/s ({heads[v]})" for v in meta["blas"]) + " | PyTorch trials/s | "
-        + " | ".join(f"numharden/PyTorch ({heads[v]})" for v in meta["blas"]) + " |",
-        "|---|---:|---|---|" + "---:|" * (2 * len(meta["blas"]) + 1)]
+    lines += ["| BER | cores | trials | numharden | numharden trials/s | PyTorch trials/s | "
+              "numharden/PyTorch |", "|---|---:|---|---|---:|---:|---:|"]
     for r in rows:
-        mode = ("sweep (skip no-change trials)" if r["mode"] == "sweep"
-                else "forced (every trial runs)")
-        if r["same_as_sweep"]:
-            mode += " = sweep (no zero-fault trial)"
-        tps = " | ".join(_num(r[f"numharden_tps_{v}"]) for v in meta["blas"])
-        ratio = " | ".join(_num(r[f"ratio_{v}"]) for v in meta["blas"])
-        lines.append(f"| {r['ber']:g} | {r['cores']} | {mode} | {r['numharden']} | {tps} | "
-                     f"{r['torch_tps']:.2f} | {ratio} |")
+        lines.append(f"| {r['ber']:g} | {r['cores']} | {MODE_HEADS[r['mode']]} | "
+                     f"{r['numharden']} | {_num(r['numharden_tps'])} | {r['torch_tps']:.2f} | "
+                     f"{_num(r['ratio'])} |")
     lines += ["", "Agreement, per trial (numharden vs the torch campaign replaying the same "
-              "fault lists):", "",
-              "| BER | trials | mean faults | zero-fault trials | mean accuracy | mean SDC "
-              "images | max abs d(correct) | max abs d(SDC) | fault counts equal | numharden "
-              "runs identical |", "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+              "fault lists; incremental = sweep trials, compared with the full passes of "
+              "the same trials):", "",
+              "| BER | trials | mean faults | no-change trials | mean accuracy | mean SDC "
+              "images | max abs d(correct) | max abs d(SDC) | fault counts equal | "
+              "incremental == full pass | numharden runs identical |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for a in agree:
+        same = a["incremental_equals_full_trials"]
+        inc = (f"yes ({same}/{a['trials']})" if same == a["trials"]
+               else f"NO ({a['trials'] - same} of {a['trials']} trials differ)")
         lines.append(f"| {a['ber']:g} | {a['trials']} | {a['mean_faults']:.1f} | "
                      f"{a['zero_change_trials']} | {a['mean_acc'] / meta['images']:.4f} | "
                      f"{a['mean_sdc']:.1f} | {a['max_dcorrect']} | {a['max_dsdc']} | "
-                     f"{'yes' if a['n_faults_equal'] else 'NO'} | "
+                     f"{'yes' if a['n_faults_equal'] else 'NO'} | {inc} | "
                      f"{'yes' if a['numharden_runs_identical'] else 'NO'} |")
     lines += ["", f"Clean predictions differing between numharden and torch: "
               f"{meta['clean_disagree']} of {meta['images']}; torch faulted codes vs "
               f"numharden's recorded codes, restore: {meta['verify_mismatches']} mismatches."]
     return "\n".join(lines)
+
+
+def recorded(runner) -> tuple[list, float]:
+    """(node names, MiB) of the fault-free activations the runner keeps."""
+    kept = runner._kept or []
+    names = sorted(kept[0]) if kept else []
+    return names, sum(a.nbytes for rec in kept for a in rec.values()) / 2 ** 20
 
 
 def parse_args(argv):
@@ -683,11 +646,6 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, default=None,
                    help="inference batch of both sides (default: numharden's config, 1000)")
     p.add_argument("--seed", type=int, default=0, help="campaign seed")
-    p.add_argument("--blas", nargs="+", choices=list(BLAS_HEADS),
-                   default=list(BLAS_HEADS),
-                   help="numharden's OpenBLAS threads: its default (as many as cores), "
-                        "matched to the numba threads, and/or 1 (--workers processes get 1 "
-                        "except under 'default')")
     p.add_argument("--no-workers", dest="workers", action="store_false",
                    help="skip the run_campaign(workers=2) measurement")
     g = p.add_mutually_exclusive_group()
@@ -699,12 +657,14 @@ def parse_args(argv):
                         "load average drops below LOAD")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 2,000 images, 4 trials, 1 repeat, 2 profiled trials")
-    p.add_argument("--json", type=Path, help="also write rows, agreement, profile, metadata")
+    p.add_argument("--json", type=Path, help="also write rows, agreement, breakdown, "
+                                             "profile, metadata")
     args = p.parse_args(argv)
     if args.quick:
         args.images, args.trials, args.repeats, args.profile_trials = 2000, 4, 1, 2
     if args.trials < 1 or args.repeats < 1:
         p.error("need --trials >= 1 and --repeats >= 1")
+    args.threads = sorted(set(args.threads))
     return args
 
 
@@ -721,18 +681,15 @@ def main(argv=None) -> int:
         tmp = Path(tmpdir)
         model_spec, note = resolve_model(args.model, tmp)
         kw = dict(model=model_spec, images=args.images, batch_size=args.batch_size)
-        spec, forced_spec = FaultSweepSpec(**kw), ForcedSpec(**kw)
+        spec, full_spec = FaultSweepSpec(**kw), FullPassSpec(**kw)
         from numharden.kernels import set_threads
         set_threads(1)
-        _log("building the runner (model, data, JIT, clean pass) ...")
+        _log("building the runner (model, data, JIT, clean pass, recorded activations) ...")
         runner = spec.build()
         seeds = {b: [trial_seed(args.seed, b, t) for t in range(args.trials)] for b in bers}
         fault_info = export_faults(runner, bers, seeds, tmp / "faults.h5")
         zero = {b: any(c == 0 for c in fault_info[b]["n_changed"]) for b in bers}
         model = runner.model
-        blas = BlasThreads()
-        if blas.fns is None:
-            _log("OpenBLAS not found: --blas matched measures the same as default")
         _log("starting the torch worker ...")
         worker = TorchWorker()
         try:
@@ -743,43 +700,53 @@ def main(argv=None) -> int:
                           batch_size=runner.bs, faults_path=str(tmp / "faults.h5"))
             keys = [(b, t) for b in bers for t in range(args.trials)]
             mismatches = worker("verify", keys=keys)
-            samples, results, extra = measure(args, runner, spec, forced_spec, worker, bers,
-                                              seeds, zero, tmp, blas)
+            samples, results, times, extra, blas_seen = measure(
+                args, runner, spec, full_spec, worker, bers, seeds, zero, tmp)
             rows = build_rows(args, samples, bers, zero)
-            ratios = [r[f"ratio_{v}"] for r in rows for v in args.blas
-                      if r[f"ratio_{v}"] is not None]
-            prof = proj = None
+            ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+            prof = None
             if args.profile or (not args.no_profile and min(ratios) < TARGET_RATIO):
                 pber = bers[len(bers) // 2]
                 _log(f"profiling BER {pber:g} ...")
                 prof = profile(args, runner, worker, pber,
-                               list(range(min(args.profile_trials, args.trials))), seeds, blas)
-                proj = projection(prof, model.graph, bers, fault_info)
+                               list(range(min(args.profile_trials, args.trials))), seeds)
         finally:
             worker.close()
-    agree = agreement(bers, results, fault_info)
+    bthreads = args.threads[0]
+    agree = agreement(bers, results, fault_info, bthreads)
+    brk = breakdown(model.graph, bers, fault_info, times, zero, bthreads)
+    names, mib = recorded(runner)
+    blas = set(blas_seen.values())
     meta = {"cpu": _cpu_name(), "numharden": numharden.__version__, "numba": numba.__version__,
             "threading_layer": numba.threading_layer(), "torch": info["torch"],
             "python": platform.python_version(), "model": args.model, "note": note,
             "images": len(runner.labels), "batch_size": runner.bs, "trials": args.trials,
-            "repeats": args.repeats, "seed": args.seed, "blas": args.blas,
-            "openblas_default_threads": blas.default,
+            "repeats": args.repeats, "seed": args.seed,
+            "blas_threads": blas.pop() if len(blas) == 1 else blas_seen,
+            "blas_env": os.environ.get("NUMHARDEN_BLAS_THREADS"),
+            "cache_mb": config.get("campaign_cache_mb"), "recorded_nodes": names,
+            "recorded": (f"outputs of {', '.join(names)}: {mib:.1f} MiB" if names else
+                         "none recorded (campaign_cache_mb 0 or too small), so "
+                         "incremental trials are full passes"),
             "n_bits": fault_info[bers[0]]["n_bits"],
             "clean_disagree": int((info["clean_preds"] != runner.clean).sum()),
             "verify_mismatches": int(mismatches), "load_before": load_before,
             "load_after": os.getloadavg()[0]}
     print(markdown(rows, agree, meta))
+    print()
+    print(markdown_breakdown(brk, bthreads, meta))
     if prof is not None:
         print()
-        print(markdown_profile(prof, model.graph, proj))
+        print(markdown_profile(prof, model.graph, meta))
     if args.json:
         args.json.write_text(json.dumps(
-            {"meta": meta, "rows": rows, "agreement": agree, "profile": prof,
-             "projection": proj,
+            {"meta": meta, "rows": rows, "agreement": agree, "breakdown": brk,
+             "profile": prof,
              "samples": [{"impl": k[0], "ber": k[1], "cores": k[2], "mode": k[3],
-                          "blas": k[4], "trials_per_s": v} for k, v in samples.items()],
-             "workers": [{"ber": k[1], "mode": k[2], "blas": k[3], "runs": v}
-                         for k, v in extra.items()],
+                          "trials_per_s": v} for k, v in samples.items()],
+             "trial_seconds": [{"impl": k[0], "ber": k[1], "cores": k[2], "mode": k[3],
+                                "per_repeat": v} for k, v in times.items()],
+             "workers": [{"ber": k[1], "mode": k[2], "runs": v} for k, v in extra.items()],
              "faults": {repr(b): v for b, v in fault_info.items()}}, indent=1))
     return 0
 
