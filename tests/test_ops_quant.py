@@ -102,3 +102,22 @@ def test_fake_quant_weight_errors():
         ops.fake_quant_weight(np.ones(3, np.float32), "int99")
     with pytest.raises(DTypeError):
         ops.fake_quant_weight(np.ones(3, np.int8), "int4")
+
+
+def test_act_quant_and_relu_parallel_kernels_equal_serial_ones():
+    """Arrays above SERIAL_BELOW take the parallel kernels; same values as the serial
+    ones (NaN, Inf, negatives and ties included)."""
+    from numharden.kernels import elementwise as ke, quant as kq
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(ke.SERIAL_BELOW + 1000) * 2).astype(np.float32)
+    x[:6] = [np.nan, np.inf, -np.inf, -0.0, 0.5 * 3 / 15, 3.0]
+    y, codes = ops.act_quant(x, 4, 3.0)
+    y1, c1 = np.empty_like(x), np.empty(x.size, np.uint8)
+    clip = np.float32(3.0)
+    kq.act_quant_fwd_serial(x, clip, clip / np.float32(15), y1, c1)
+    np.testing.assert_array_equal(y, y1)
+    np.testing.assert_array_equal(codes, c1)
+    r, r1 = ops.relu(x), np.empty_like(x)
+    ke.clamp_serial(x, np.float32(0), np.float32(np.inf), r1)
+    np.testing.assert_array_equal(r, r1)
+    np.testing.assert_array_equal(r, np.maximum(x, 0))  # np.maximum keeps NaN as well

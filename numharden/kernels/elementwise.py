@@ -6,6 +6,9 @@ import numpy as np
 from numba import njit, prange
 
 CHUNK = 16384
+# below this many elements a kernel runs on the calling thread: a parallel region costs
+# microseconds when the cores are free and milliseconds when another process holds one
+SERIAL_BELOW = 1 << 17
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -57,15 +60,26 @@ def act_quant_bwd(gy, x, clip, gx, part):
         part[c] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _clamp_range(x, lo, hi, y, i0, i1):
+    for i in range(i0, i1):
+        v = x[i]
+        v = sel(v < lo, lo, v)
+        y[i] = sel(v > hi, hi, v)
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def clamp(x, lo, hi, y):
     """y = min(max(x, lo), hi) with NaN kept (as np.clip). Flat arrays."""
     n = x.size
     for c in prange((n + CHUNK - 1) // CHUNK):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            v = x[i]
-            v = sel(v < lo, lo, v)
-            y[i] = sel(v > hi, hi, v)
+        _clamp_range(x, lo, hi, y, c * CHUNK, min(n, (c + 1) * CHUNK))
+
+
+@njit(cache=True, nogil=True)
+def clamp_serial(x, lo, hi, y):
+    """clamp on the calling thread (small arrays)."""
+    _clamp_range(x, lo, hi, y, 0, x.size)
 
 
 @njit(cache=True, nogil=True, parallel=True)

@@ -13,7 +13,8 @@ from ._check import as_float, colsum, grad_like, like
 
 def _clamp(x, lo, hi):
     y = np.empty_like(x)
-    _e.clamp(x.reshape(-1), x.dtype.type(lo), x.dtype.type(hi), y.reshape(-1))
+    kernel = _e.clamp if x.size >= _e.SERIAL_BELOW else _e.clamp_serial
+    kernel(x.reshape(-1), x.dtype.type(lo), x.dtype.type(hi), y.reshape(-1))
     return y
 
 

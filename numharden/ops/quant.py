@@ -78,7 +78,8 @@ def act_quant(x, bits, clip):
     clip_t, s = _step("act_quant", x, bits, clip)
     y = np.empty_like(x)
     codes = np.empty(x.shape, dtype=_code_dtype(bits))
-    _k.act_quant_fwd(x.reshape(-1), clip_t, s, y.reshape(-1), codes.reshape(-1))
+    kernel = _k.act_quant_fwd if x.size >= _e.SERIAL_BELOW else _k.act_quant_fwd_serial
+    kernel(x.reshape(-1), clip_t, s, y.reshape(-1), codes.reshape(-1))
     return y, codes
 
 
