@@ -275,19 +275,3 @@ def test_thin_input_shapes_with_nonfinite_weights_skip_padded_taps():
     y = ops.conv2d(x, w, b, **kw)
     assert np.isfinite(y[:, :2, :, 2]).all() and np.isfinite(y[:, :, :2, 2]).all()
     assert not np.isfinite(y[:, 2:, 2:, 2]).any()
-
-
-@pytest.mark.parametrize("case", [(2, 9, 10, 8, 16, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
-                                  (1, 12, 9, 5, 20, 5, 3, (1, 1), (2, 1, 0, 2), (1, 1), 1)])
-def test_fast_kernel_full_tap_tiles(case):
-    """Outputs of 8x8 and more with finite weights multiply padded zeros in one tile
-    class; values match the loop twin, and a non-finite weight switches back to the
-    tap-skipping tiles (border outputs stay finite, as in PyTorch)."""
-    x, w, b, kw = _data(case, np.float32, seed=31)
-    ref = nv.conv2d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
-    np.testing.assert_allclose(ops.conv2d(x, w, b, **kw), ref, rtol=1e-4, atol=1e-4)
-    w[0, 0, 0, 3] = np.inf  # tap (0, 0): padding for output row 0 and column 0
-    y = ops.conv2d(x, w, b, **kw)
-    if kw["padding"][0] and kw["padding"][2]:
-        assert np.isfinite(y[:, 0, :, 3]).all() and np.isfinite(y[:, :, 0, 3]).all()
-    assert not np.isfinite(y[:, 3:, 3:, 3]).any()

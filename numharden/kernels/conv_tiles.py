@@ -28,19 +28,16 @@ def _valid(o, s, pad, k, d, size):
 
 
 @njit(cache=True, nogil=True)
-def _classes(n_out, s, pad, k, d, size, full):
+def _classes(n_out, s, pad, k, d, size):
     """Group output positions by their valid tap range: (first position of each class,
     class of each position, tap ranges (n_classes, 2)). Positions whose window lies
-    inside the input share one class; each border position gets its own. ``full``:
-    every position uses all taps (padding read as zeros) -- one class."""
+    inside the input share one class; each border position gets its own."""
     cls = np.empty(n_out, dtype=np.int64)
     rng = np.empty((n_out + 1, 2), dtype=np.int64)
     interior = -1
     m = 0
     for o in range(n_out):
         k0, k1 = _valid(o, s, pad, k, d, size)
-        if full:
-            k0, k1 = 0, k
         if k0 == 0 and k1 == k:
             if interior < 0:
                 interior = m
@@ -57,21 +54,18 @@ def _classes(n_out, s, pad, k, d, size, full):
 
 
 @njit(cache=True, nogil=True)
-def tile_table(G, Ho, Wo, H, W, KH, KW, sh, sw, pt, pl, dh, dw, P, full=False):
+def tile_table(G, Ho, Wo, H, W, KH, KW, sh, sw, pt, pl, dh, dw, P):
     """Tiles of at most P output pixels of a group of G images and the taps they use.
 
     Pixels with the same valid kernel rows and columns (the interior, each border row
     and column strip, each corner) are tiled together, across the G images, so a tile
-    reduces over exactly its pixels' valid taps. With ``full`` every pixel uses every
-    tap (padding is read as zeros from the padded scratch buffer): fewer, fuller tiles
-    where the border ring is a large part of a small output, for finite weights only
-    (0 * inf would be NaN). Returns pix (T, P) int64 pixel indices
+    reduces over exactly its pixels' valid taps. Returns pix (T, P) int64 pixel indices
     (i*Ho + oh)*Wo + ow (a short tile repeats its last pixel), count (T,), taps
     (T, 4) = kh0, kh1, kw0, kw1, and succ (T, P): the tile that writes pixel pix + 1 if it
     comes later in the same block, else -1 (a narrow store may then spill into it).
     """
-    rcls, rrng = _classes(Ho, sh, pt, KH, dh, H, full)
-    ccls, crng = _classes(Wo, sw, pl, KW, dw, W, full)
+    rcls, rrng = _classes(Ho, sh, pt, KH, dh, H)
+    ccls, crng = _classes(Wo, sw, pl, KW, dw, W)
     cap = G * Ho * Wo + rrng.shape[0] * crng.shape[0]
     pix = np.empty((cap, P), dtype=np.int64)
     count = np.zeros(cap, dtype=np.int64)

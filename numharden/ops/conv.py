@@ -134,13 +134,9 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
         img_bytes = ((Ho - 1) * s[0] + (KH - 1) * d[0] + 1) * \
             ((Wo - 1) * s[1] + (KW - 1) * d[1] + 1) * x.shape[3] * 4
         geom = (Ho, Wo, H, W, KH, KW, s[0], s[1], p[0], p[2], d[0], d[1], _t.TILE_P)
-        # padded taps multiplied by zero instead of skipped: one tile class with
-        # contiguous weights, 2-12 % faster measured from 8x8 outputs up (4x4: slower);
-        # finite weights only, since 0 * inf = NaN where PyTorch skips the tap
-        full = any(p) and Ho >= 8 and Wo >= 8 and bool(np.isfinite(w).all())
-        imgs, chunks = _fast_plan(N, _t.tile_table(1, *geom, full)[0].shape[0], img_bytes)
-        table = _t.tile_table(imgs, *geom, full)
-        last = _t.tile_table(N % imgs, *geom, full) if N % imgs else table
+        imgs, chunks = _fast_plan(N, _t.tile_table(1, *geom)[0].shape[0], img_bytes)
+        table = _t.tile_table(imgs, *geom)
+        last = _t.tile_table(N % imgs, *geom) if N % imgs else table
         # a residual is read in whole vectors: fused only when no lane runs past a pixel
         fuse = residual is None or Cog % 8 == 0
         has_res = residual is not None and fuse
