@@ -345,7 +345,7 @@ def markdown(rows, meta) -> str:
              f"(numba {meta['numba']}, threading layer {meta['threading_layer']}), "
              f"PyTorch {meta['torch']} eager, channels_last, inference_mode, "
              f"MALLOC_MMAP/TRIM_THRESHOLD_=1 GiB; numpy BLAS threads "
-             f"{meta['blas_threads'] or 'default'}. Medians over interleaved repeats; "
+             f"{meta['blas_threads'] or 'default'} (numharden's cap). Medians over interleaved repeats; "
              f"load avg = 1-minute load average after the row (2 cores; above ~1 other "
              f"jobs share the cores and time-slice 2-thread runs).", "",
              "| model | threads | numharden img/s | numharden GFLOP/s | torch img/s | "
@@ -407,9 +407,8 @@ def parse_args(argv):
                         "average drops below LOAD -- on a shared machine a busy core "
                         "time-slices every parallel region")
     p.add_argument("--blas-threads", type=int, metavar="N",
-                   help="cap numpy's BLAS pool (used by numharden's linear layers) at N "
-                        "threads; by default it keeps one thread per core whatever "
-                        "--threads says")
+                   help="numpy's BLAS threads for numharden's linear layers (sets "
+                        "NUMHARDEN_BLAS_THREADS; numharden's default caps BLAS at 1)")
     p.add_argument("--quick", action="store_true", help="smoke run: batch 16, one repeat")
     p.add_argument("--json", type=Path, help="also write rows, profiles and metadata here")
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
@@ -427,14 +426,13 @@ def main(argv=None) -> int:
     if args.torch_worker:
         _worker_main()
         return 0
-    if args.blas_threads is not None:  # must precede the first numpy import
-        for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.blas_threads)
+    if args.blas_threads is not None:  # numharden applies it when imported
+        os.environ["NUMHARDEN_BLAS_THREADS"] = str(args.blas_threads)
     sys.path.insert(0, str(ROOT))
     import numba
 
     import numharden
-    from numharden.kernels import get_threads
+    from numharden.kernels import get_blas_threads, get_threads
 
     avail = numba.config.NUMBA_NUM_THREADS
     if max(args.threads) > avail:
@@ -458,7 +456,7 @@ def main(argv=None) -> int:
             "torch": info["torch"], "python": platform.python_version(),
             "load_before": load_before, "load_after": os.getloadavg()[0],
             "max_threads": get_threads(), "torch_env": TORCH_ENV,
-            "blas_threads": args.blas_threads}
+            "blas_threads": get_blas_threads()}
     print(markdown(rows, meta))
     for prof in profiles:
         print()
