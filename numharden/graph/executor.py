@@ -110,6 +110,13 @@ def run(graph: Graph, x, params: Callable[[Node], dict], *, train: bool = False,
     return env[graph.output]
 
 
+def reads_input(graph: Graph, folded: frozenset, dirty, cached) -> bool:
+    """Whether a ``reuse`` run (see :func:`run`) with these dirty and recorded nodes
+    reads the graph input at all (callers may then skip preparing it)."""
+    plan = _plan(graph, folded, True, frozenset(dirty), frozenset(cached))
+    return plan.reads_input
+
+
 class _Plan:
     """Execution schedule: ``steps`` of (node, kind, extra, names to free after it) with
     kind 'op' (run the node), 'fused' (conv with extra = (act, residual name)) or
@@ -118,6 +125,9 @@ class _Plan:
 
     def __init__(self, steps, leaves):
         self.steps, self.leaves = steps, leaves
+        self.reads_input = any(
+            INPUT in ([extra] if kind == "alias" else node.inputs)
+            for node, kind, extra, _ in steps)
 
 
 _PLANS: dict = {}  # (id(graph), options) -> (graph, plan); graphs are never mutated

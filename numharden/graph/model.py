@@ -18,7 +18,7 @@ import json
 import numpy as np
 
 from ..errors import DTypeError, MissingTensorError, ShapeError
-from .executor import run
+from .executor import reads_input, run
 from .graph import Graph, Node
 
 
@@ -124,12 +124,17 @@ class Model:
         -------
         ndarray, shape (N, K), dtype ``dtype``
         """
-        x = self._check_input(x)
-        xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=dtype)
         folded = frozenset(bn.name for bn in self._folds.values()) if fold_bn else frozenset()
         if reuse is not None:
             outputs, touched = reuse
             reuse = (outputs, self.nodes_of(touched, fold_bn))
+        if reuse is not None and hook is None and observe is None and not reads_input(
+                self.graph, folded, reuse[1], outputs):
+            self._check_input(x, finite=False)  # the recorded batch: checked when recorded
+            xh = None  # the recomputed nodes start from recorded outputs only
+        else:
+            x = self._check_input(x)
+            xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=dtype)
         with np.errstate(all="ignore"):  # faults may legitimately overflow; callers count it
             out = run(self.graph, xh, lambda node: self._derive(node, dtype, fold_bn),
                       folded=folded, hook=hook, observe=observe, fuse=True, reuse=reuse)
@@ -152,7 +157,7 @@ class Model:
                            f"are e.g. {sorted(owner)[:4]}")
         return {owner[p] for p in params}
 
-    def _check_input(self, x) -> np.ndarray:
+    def _check_input(self, x, finite: bool = True) -> np.ndarray:
         if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
             raise DTypeError(f"model input must be a float ndarray (N, C, H, W); got "
                              f"{type(x).__name__} of dtype {getattr(x, 'dtype', None)}. "
@@ -161,7 +166,7 @@ class Model:
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
             raise ShapeError(f"model input has shape {x.shape}, expected (N, {want[0]}, "
                              f"{want[1]}, {want[2]}) for this model")
-        if not np.isfinite(x).all():
+        if finite and not np.isfinite(x).all():
             raise ValueError("model input contains NaN or Inf values; check the data "
                              "file or the normalisation")
         return x
