@@ -176,7 +176,7 @@ def train(
                   meta={"class_names": list(train_ds.class_names)})
     if step.penalty is not None:  # unknown layer names fail before the progress bar
         step.penalty.bind(model.graph)
-    trained, history = run_with_progress(json_, lambda cb: run_training(
+    trained, _ = run_with_progress(json_, lambda cb: run_training(
         model, train_ds, epochs=epochs, batch_size=batch_size, optimizer=opt, schedule=sched,
         seed=seed, eval_data=test_ds, callback=cb, step=step))
     trained.meta["arch"] = arch
