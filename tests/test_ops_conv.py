@@ -161,6 +161,9 @@ FAST_CASES = [
     (5, 8, 7, 1, 6, 5, 5, (1, 1), (2, 2, 2, 2), (1, 1), 1),    # 12x8 tiles, compact stores
     (5, 6, 6, 4, 12, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 2),   # 12x8 tiles, 6 of 12 channels
     (5, 6, 5, 3, 10, 3, 3, (2, 2), (1, 1, 1, 1), (1, 1), 1),   # 6x16 tiles, compact stores
+    (7, 5, 6, 16, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),  # dense kernel, short tiles
+    (5, 9, 7, 32, 16, 3, 3, (2, 1), (2, 0, 1, 2), (1, 1), 1),  # dense, uneven padding
+    (5, 6, 6, 32, 48, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),  # dense 1x1, unpadded
 ]
 
 
@@ -171,11 +174,45 @@ def test_conv2d_fast_kernel_task_plans(monkeypatch, case, plan):
     x, w, b, kw = _data(case, np.float32, seed=7)
     ref = nv.conv2d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
     imgs, chunks = plan
-    monkeypatch.setattr(oc, "_fast_plan", lambda N, ntiles, img_bytes: (
-        imgs, min(chunks, ntiles)))
+    monkeypatch.setattr(oc, "_fast_plan", lambda N, one, img_bytes: (
+        imgs, min(chunks, one[0].shape[0])))
     y = ops.conv2d(x, w, b, **kw)
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(ops.conv2d(x, w, b, **kw, act="relu"), ops.relu(y))
+
+
+@pytest.mark.parametrize("case", [FAST_CASES[7], FAST_CASES[8], FAST_CASES[9], CASES[9]])
+def test_conv2d_dense_kernel_bit_identical_to_general(case):
+    """Layers with whole 16-channel blocks run a stripped twin of the tile loop; it must
+    give the very bits of the general loop, which the same layer takes when 8 more output
+    channels break the 16-channel blocks."""
+    x, w, b, kw = _data(case, np.float32, seed=9)
+    rng = np.random.default_rng(10)
+    Co = w.shape[3]
+    assert Co % 16 == 0 and w.shape[1] * w.shape[2] >= 32  # the dense kernel's case
+    w8 = np.concatenate([w, rng.standard_normal(w.shape[:3] + (8,)).astype(np.float32)], 3)
+    b8 = np.concatenate([b, np.zeros(8, np.float32)])
+    res = rng.standard_normal((x.shape[0],) + ops.conv2d(x, w, b, **kw).shape[1:3] + (Co + 8,))
+    res = res.astype(np.float32)
+    for extra in ({}, {"act": "relu6"}, {"act": (-0.5, 0.25), "residual": res}):
+        r = extra.get("residual")
+        dense = ops.conv2d(x, w, b, **kw, act=extra.get("act"),
+                           residual=None if r is None else np.ascontiguousarray(r[..., :Co]))
+        general = ops.conv2d(x, w8, b8, **kw, **extra)[..., :Co]
+        np.testing.assert_array_equal(dense, general)
+
+
+def test_conv2d_task_plan_fills_corner_tiles(monkeypatch):
+    """With 8x8 outputs each corner of an image is a tap class of one pixel: a task of
+    six images fills its 6-pixel tile, one image leaves it 5/6 empty."""
+    import numharden.ops.conv as oc
+    from numharden.kernels import conv_tiles as t
+    one = t.tile_table(1, 8, 8, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, t.TILE_P)
+    monkeypatch.setattr(oc.numba, "get_num_threads", lambda: 1)
+    imgs, chunks = oc._fast_plan(256, one, 1000)       # cap 64: a multiple of 6 wins
+    assert imgs % 6 == 0 and chunks == 1
+    assert oc._fast_plan(256, one, oc._TASK_BYTES // 4)[0] == 4  # cap 4: no multiple of 6
+    assert oc._fast_plan(2, one, 1000) == (1, 2)       # few images: chunks of tiles
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

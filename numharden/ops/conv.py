@@ -70,17 +70,39 @@ def _use_thin(x, w, groups, s):
             and w.shape[3] < 16 and bool(np.isfinite(w).all()))
 
 
-_SCRATCH_BYTES = 256 * 1024  # padded input per task: stays in L2
+_SCRATCH_BYTES = 256 * 1024  # weight-gradient scratch per chunk: stays in L2
+_TASK_BYTES = 2048 * 1024  # padded input + output of a forward task: about L2 size
 
 
-def _fast_plan(N, ntiles, img_bytes):
+def _fast_plan(N, one, img_bytes):
     """(imgs, chunks) for conv_fast.conv_fwd: tasks of whole images -- several when they
-    are small, so each weight block is reused over many tiles -- unless the batch is too
-    small to keep every thread busy; then each image's tiles are split in chunks."""
+    are small (``img_bytes``: padded input + output of one image; a task's should stay
+    in L2), so each weight block is reused over many tiles -- unless the batch is too
+    small to keep every thread busy; then each image's tiles are split in chunks.
+
+    ``one`` is the tile table of one image. Pixels are tiled per tap class (interior,
+    border strips, corners) across a task's images, so the number of images decides how
+    many tile slots go empty: with 8x8 outputs one image leaves each corner tile 5/6
+    empty, six images fill it. Among the admissible counts the one with the least tile
+    work per image (slots x taps) wins, the larger on a tie."""
+    pix, count, taps = one[0], one[1], one[2]
+    ntiles = pix.shape[0]
     tasks_wanted = 4 * numba.get_num_threads()
-    if N >= tasks_wanted:
-        return max(1, min(N // tasks_wanted, _SCRATCH_BYTES // max(img_bytes, 1))), 1
-    return 1, max(1, min(ntiles, -(-tasks_wanted // max(N, 1))))
+    if N < tasks_wanted:
+        return 1, max(1, min(ntiles, -(-tasks_wanted // max(N, 1))))
+    cap = max(1, min(N // tasks_wanted, _TASK_BYTES // max(img_bytes, 1)))
+    # pixels and taps per class (a class is a run of tiles with the same tap ranges)
+    key = taps[:, 0] * 1_000_003 + taps[:, 1] * 10_007 + taps[:, 2] * 101 + taps[:, 3]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    n = np.add.reduceat(count, starts)
+    cost = ((taps[starts, 1] - taps[starts, 0]) * (taps[starts, 3] - taps[starts, 2])).astype(np.float64)
+    P = pix.shape[1]
+    best, best_work = 1, np.inf
+    for imgs in range(1, cap + 1):
+        work = float((-(-(imgs * n) // P) * cost).sum()) / imgs
+        if work <= best_work * (1 + 1e-9):
+            best, best_work = imgs, work
+    return best, 1
 
 
 def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, *,
@@ -131,10 +153,10 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
     if _use_fast(x, Cog):
         H, W = x.shape[1], x.shape[2]
         wp, bp = _t.pack_weight(w, b, groups)
-        img_bytes = ((Ho - 1) * s[0] + (KH - 1) * d[0] + 1) * \
-            ((Wo - 1) * s[1] + (KW - 1) * d[1] + 1) * x.shape[3] * 4
+        img_bytes = (((Ho - 1) * s[0] + (KH - 1) * d[0] + 1) *
+                     ((Wo - 1) * s[1] + (KW - 1) * d[1] + 1) * x.shape[3] + Ho * Wo * Co) * 4
         geom = (Ho, Wo, H, W, KH, KW, s[0], s[1], p[0], p[2], d[0], d[1], _t.TILE_P)
-        imgs, chunks = _fast_plan(N, _t.tile_table(1, *geom)[0].shape[0], img_bytes)
+        imgs, chunks = _fast_plan(N, _t.tile_table(1, *geom), img_bytes)
         table = _t.tile_table(imgs, *geom)
         last = _t.tile_table(N % imgs, *geom) if N % imgs else table
         # a residual is read in whole vectors: fused only when no lane runs past a pixel
