@@ -21,6 +21,12 @@ DEFAULTS: dict[str, object] = {
     # stealing the cores numba's workers need (LeNet-5 inference at 2 threads ran 2.7x
     # slower with OpenBLAS at its default); 0 leaves the BLAS library as it is
     "blas_threads": 1,
+    # MiB of freed memory glibc's malloc may keep for reuse (mallopt M_MMAP_THRESHOLD
+    # and M_TRIM_THRESHOLD, set when numharden's kernels are imported): by default
+    # every freed buffer over 32 MiB goes back to the OS and the next forward pass
+    # page-faults it in again (ResNet-18 at batch 256: 5 % of the pass); 0 leaves
+    # malloc as it is. No effect off glibc.
+    "malloc_keep_mb": 1024,
     # memory (MiB, per campaign worker) for fault-free activations that weight-fault
     # trials start from instead of recomputing the layers before the first fault
     "campaign_cache_mb": 1024.0,
@@ -30,7 +36,8 @@ DEFAULTS: dict[str, object] = {
     "default_model": "lenet5-fmnist-w4a4",
 }
 
-_TYPES = {"batch_size": int, "threads": int, "blas_threads": int, "campaign_cache_mb": float, "data_dir": str, "default_model": str}
+_TYPES = {"batch_size": int, "threads": int, "blas_threads": int, "malloc_keep_mb": int,
+          "campaign_cache_mb": float, "data_dir": str, "default_model": str}
 
 
 def get(key: str):

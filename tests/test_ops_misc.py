@@ -193,3 +193,47 @@ def test_set_threads_caps_blas(monkeypatch):
             set_threads(0, blas=-1)
     finally:
         set_threads(numba_threads, blas=before)
+
+
+def _mmapped_bytes():
+    """glibc mallinfo2().hblkhd: bytes malloc currently holds in mmap'd blocks."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    f = ctypes.CDLL(None).mallinfo2
+    f.restype = MallInfo2
+    return f().hblkhd
+
+
+def test_keep_freed_memory_moves_large_buffers_into_the_heap(monkeypatch):
+    """With the threshold raised a 48 MiB array no longer comes from its own mmap (which
+    is unmapped when freed and page-faulted again on the next allocation)."""
+    import platform
+
+    from numharden import kernels
+    assert kernels.keep_freed_memory(0) is False
+    with pytest.raises(ConfigError, match="malloc_keep_mb"):
+        kernels.keep_freed_memory(-1)
+    monkeypatch.setenv("NUMHARDEN_MALLOC_KEEP_MB", "lots")
+    with pytest.raises(ConfigError, match="NUMHARDEN_MALLOC_KEEP_MB"):
+        kernels.keep_freed_memory()
+    monkeypatch.delenv("NUMHARDEN_MALLOC_KEEP_MB")
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc policy applies to glibc only")
+    try:
+        assert kernels.keep_freed_memory(16) is True       # 48 MiB > 16 MiB: mmap'd
+        before = _mmapped_bytes()
+        a = np.ones(48 << 20, np.uint8)
+        assert _mmapped_bytes() - before >= 48 << 20
+        del a
+        assert kernels.keep_freed_memory(64) is True       # 48 MiB < 64 MiB: heap
+        before = _mmapped_bytes()
+        a = np.ones(48 << 20, np.uint8)
+        assert _mmapped_bytes() - before < 1 << 20
+        del a
+    finally:
+        kernels.keep_freed_memory()

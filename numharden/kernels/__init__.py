@@ -2,18 +2,22 @@
 
 Every kernel is an ``@njit(cache=True, nogil=True)`` function taking arrays and scalars
 only; the public wrappers in :mod:`numharden.ops` validate, coerce and allocate. The
-one public name here is :func:`set_threads`, the single place where numharden decides
-how many threads its parallel kernels use.
+public names here are :func:`set_threads`, the single place where numharden decides
+how many threads its parallel kernels use, and :func:`keep_freed_memory`, which tells
+glibc's malloc to keep large freed buffers for reuse.
 """
 
 from __future__ import annotations
+
+import ctypes
+import platform
 
 import numba
 
 from .. import config
 from ..errors import ConfigError
 
-__all__ = ["set_threads", "get_threads", "get_blas_threads"]
+__all__ = ["set_threads", "get_threads", "get_blas_threads", "keep_freed_memory"]
 
 
 def set_threads(n: int | None = None, *, blas: int | None = None) -> int:
@@ -75,5 +79,49 @@ def get_threads() -> int:
     return numba.get_num_threads()
 
 
-# Apply the configured thread count once, when the kernels are first imported.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc malloc.h)
+
+
+def keep_freed_memory(mib: int | None = None) -> bool:
+    """Let glibc's malloc keep up to ``mib`` MiB of freed memory for reuse.
+
+    numpy takes every array from malloc. glibc serves blocks above its mmap threshold
+    (dynamic, at most 32 MiB) with fresh ``mmap`` pages and unmaps them when freed, so
+    a network whose activations are tens of MiB page-faults -- and has the kernel
+    zero -- every buffer again in every forward pass: 5 % of a ResNet-18 pass at batch
+    256. Raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` to ``mib`` keeps such
+    buffers in the heap for the next pass (the same setting the PyTorch baseline of
+    ``bench/`` gets through ``MALLOC_MMAP_THRESHOLD_``). The cost: memory freed by the
+    process stays with it, up to its peak use. Process-wide; applied at import with
+    the ``malloc_keep_mb`` setting (env ``NUMHARDEN_MALLOC_KEEP_MB``, 0 = off).
+
+    Parameters
+    ----------
+    mib : int, optional
+        Threshold in MiB; ``None`` reads ``malloc_keep_mb``; ``0`` changes nothing.
+
+    Returns
+    -------
+    bool
+        Whether malloc accepted the setting (False off glibc or with ``mib == 0``).
+    """
+    if mib is None:
+        mib = config.get("malloc_keep_mb")
+    if not isinstance(mib, int) or isinstance(mib, bool) or not 0 <= mib <= 2047:
+        raise ConfigError(f"malloc_keep_mb must be an int in [0, 2047] MiB, found {mib!r}; "
+                          "set NUMHARDEN_MALLOC_KEEP_MB to e.g. 1024, or 0 to leave malloc alone")
+    if mib == 0 or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    limit = mib << 20
+    return bool(mallopt(_M_MMAP_THRESHOLD, limit)) and bool(mallopt(_M_TRIM_THRESHOLD, limit))
+
+
+# Apply the configured thread count and malloc policy once, when the kernels are first
+# imported.
 set_threads()
+keep_freed_memory()
