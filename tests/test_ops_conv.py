@@ -174,6 +174,7 @@ def test_conv2d_fast_kernel_task_plans(monkeypatch, case, plan):
     x, w, b, kw = _data(case, np.float32, seed=7)
     ref = nv.conv2d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
     imgs, chunks = plan
+    monkeypatch.setattr(oc, "_TILINGS", {})
     monkeypatch.setattr(oc, "_fast_plan", lambda N, one, img_bytes: (
         imgs, min(chunks, one[0].shape[0])))
     y = ops.conv2d(x, w, b, **kw)
@@ -213,6 +214,9 @@ def test_conv2d_task_plan_fills_corner_tiles(monkeypatch):
     assert imgs % 6 == 0 and chunks == 1
     assert oc._fast_plan(256, one, oc._TASK_BYTES // 4)[0] == 4  # cap 4: no multiple of 6
     assert oc._fast_plan(2, one, 1000) == (1, 2)       # few images: chunks of tiles
+    monkeypatch.setattr(oc.numba, "get_num_threads", lambda: 2)
+    imgs, _ = oc._fast_plan(100, one, 1000)             # cap 12: 6 images leave 17 tasks,
+    assert imgs == 10                                   # 10 images 10 tasks: even loads
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -83,11 +83,14 @@ def _fast_plan(N, one, img_bytes):
     ``one`` is the tile table of one image. Pixels are tiled per tap class (interior,
     border strips, corners) across a task's images, so the number of images decides how
     many tile slots go empty: with 8x8 outputs one image leaves each corner tile 5/6
-    empty, six images fill it. Among the admissible counts the one with the least tile
-    work per image (slots x taps) wins, the larger on a tie."""
+    empty, six images fill it. The tasks are dealt to the threads in contiguous runs
+    (as conv_fwd does), so it also decides how even their loads are. Among the admissible
+    counts the one whose busiest thread has the least tile work (slots x taps) wins, the
+    larger on a tie (more reuse of each weight block)."""
     pix, count, taps = one[0], one[1], one[2]
     ntiles = pix.shape[0]
-    tasks_wanted = 4 * numba.get_num_threads()
+    threads = numba.get_num_threads()
+    tasks_wanted = 4 * threads
     if N < tasks_wanted:
         return 1, max(1, min(ntiles, -(-tasks_wanted // max(N, 1))))
     cap = max(1, min(N // tasks_wanted, _TASK_BYTES // max(img_bytes, 1)))
@@ -95,14 +98,39 @@ def _fast_plan(N, one, img_bytes):
     key = taps[:, 0] * 1_000_003 + taps[:, 1] * 10_007 + taps[:, 2] * 101 + taps[:, 3]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     n = np.add.reduceat(count, starts)
-    cost = ((taps[starts, 1] - taps[starts, 0]) * (taps[starts, 3] - taps[starts, 2])).astype(np.float64)
+    cost = (taps[starts, 1] - taps[starts, 0]) * (taps[starts, 3] - taps[starts, 2])
     P = pix.shape[1]
-    best, best_work = 1, np.inf
+
+    def work(imgs):  # tile slots x taps of a task of imgs images
+        return int((-(-(imgs * n) // P) * cost).sum())
+
+    best, best_span = 1, None
     for imgs in range(1, cap + 1):
-        work = float((-(-(imgs * n) // P) * cost).sum()) / imgs
-        if work <= best_work * (1 + 1e-9):
-            best, best_work = imgs, work
+        full, rest = divmod(N, imgs)
+        loads = [work(imgs)] * full + ([work(rest)] if rest else [])
+        bounds = [k * len(loads) // threads for k in range(threads + 1)]
+        span = max(sum(loads[bounds[k]:bounds[k + 1]]) for k in range(threads))
+        if best_span is None or span <= best_span:
+            best, best_span = imgs, span
     return best, 1
+
+
+_TILINGS: dict = {}  # (N, geometry, img_bytes, threads) -> _tiling result
+
+
+def _tiling(N, geom, img_bytes):
+    """(imgs, chunks, tile table, table of the last short group) for conv_fast.conv_fwd,
+    memoised: a campaign calls the same layers with the same batch thousands of times."""
+    key = (N, geom, img_bytes, numba.get_num_threads())
+    hit = _TILINGS.get(key)
+    if hit is None:
+        imgs, chunks = _fast_plan(N, _t.tile_table(1, *geom), img_bytes)
+        table = _t.tile_table(imgs, *geom)
+        last = _t.tile_table(N % imgs, *geom) if N % imgs else table
+        if len(_TILINGS) >= 512:
+            _TILINGS.clear()
+        hit = _TILINGS[key] = (imgs, chunks, table, last)
+    return hit
 
 
 def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1, *,
@@ -156,9 +184,7 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
         img_bytes = (((Ho - 1) * s[0] + (KH - 1) * d[0] + 1) *
                      ((Wo - 1) * s[1] + (KW - 1) * d[1] + 1) * x.shape[3] + Ho * Wo * Co) * 4
         geom = (Ho, Wo, H, W, KH, KW, s[0], s[1], p[0], p[2], d[0], d[1], _t.TILE_P)
-        imgs, chunks = _fast_plan(N, _t.tile_table(1, *geom), img_bytes)
-        table = _t.tile_table(imgs, *geom)
-        last = _t.tile_table(N % imgs, *geom) if N % imgs else table
+        imgs, chunks, table, last = _tiling(N, geom, img_bytes)
         # a residual is read in whole vectors: fused only when no lane runs past a pixel
         fuse = residual is None or Cog % 8 == 0
         has_res = residual is not None and fuse
