@@ -21,6 +21,9 @@ DEFAULTS: dict[str, object] = {
     # stealing the cores numba's workers need (LeNet-5 inference at 2 threads ran 2.7x
     # slower with OpenBLAS at its default); 0 leaves the BLAS library as it is
     "blas_threads": 1,
+    # run float32 convolutions with whole 32-channel blocks on the AVX-512 kernel where
+    # the CPU has AVX-512F (0: always the 8-lane kernels; the bits are the same)
+    "wide_kernels": 1,
     # MiB of freed memory glibc's malloc may keep for reuse (mallopt M_MMAP_THRESHOLD
     # and M_TRIM_THRESHOLD, set when numharden's kernels are imported): by default
     # every freed buffer over 32 MiB goes back to the OS and the next forward pass
@@ -36,7 +39,7 @@ DEFAULTS: dict[str, object] = {
     "default_model": "lenet5-fmnist-w4a4",
 }
 
-_TYPES = {"batch_size": int, "threads": int, "blas_threads": int, "malloc_keep_mb": int,
+_TYPES = {"batch_size": int, "threads": int, "blas_threads": int, "malloc_keep_mb": int, "wide_kernels": int,
           "campaign_cache_mb": float, "data_dir": str, "default_model": str}
 
 

@@ -203,6 +203,30 @@ def test_conv2d_dense_kernel_bit_identical_to_general(case):
         np.testing.assert_array_equal(dense, general)
 
 
+@pytest.mark.parametrize("case", [FAST_CASES[7], CASES[9],
+                                  (3, 5, 4, 64, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1)])
+def test_conv2d_avx512_kernel_bit_identical_to_8_lanes(monkeypatch, case):
+    """Where the CPU has AVX-512F, layers with whole 32-channel blocks take 6x32 tiles
+    of 16-lane vectors; NUMHARDEN_WIDE_KERNELS=0 sends them to the 8-lane kernel,
+    which must give the same bits (epilogue included)."""
+    from numharden.kernels import simd16
+    from numharden.ops import conv as oc
+    if not simd16.AVAILABLE:
+        pytest.skip("no AVX-512F on this CPU")
+    x, w, b, kw = _data(case, np.float32, seed=11)
+    assert oc._wide(w, kw["groups"], kw["dilation"])
+    r = np.random.default_rng(12).standard_normal(ops.conv2d(x, w, b, **kw).shape)
+    r = r.astype(np.float32)
+    wide = [ops.conv2d(x, w, b, **kw), ops.conv2d(x, w, b, **kw, act="relu", residual=r)]
+    monkeypatch.setenv("NUMHARDEN_WIDE_KERNELS", "0")
+    assert not oc._wide(w, kw["groups"], kw["dilation"])
+    narrow = [ops.conv2d(x, w, b, **kw), ops.conv2d(x, w, b, **kw, act="relu", residual=r)]
+    for a, c in zip(wide, narrow):
+        np.testing.assert_array_equal(a, c)
+    ref = nv.conv2d(x, w, b, kw["stride"], kw["padding"], kw["dilation"], kw["groups"])
+    np.testing.assert_allclose(wide[0], ref, rtol=1e-4, atol=1e-4)
+
+
 def test_conv2d_task_plan_fills_corner_tiles(monkeypatch):
     """With 8x8 outputs each corner of an image is a tap class of one pixel: a task of
     six images fills its 6-pixel tile, one image leaves it 5/6 empty."""

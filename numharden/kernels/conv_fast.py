@@ -17,7 +17,10 @@ the micro-kernel never tests bounds (unpadded convolutions read x directly).
 
 The common case of CNN layers (one group, whole 16-channel blocks, long kernel rows)
 runs in a stripped twin of the tile loop whose epilogue is a separate function: with
-the epilogue's operands live across it, LLVM starved the hot loop of registers.
+the epilogue's operands live across it, LLVM starved the hot loop of registers. On
+CPUs with AVX-512F, such layers with whole 32-channel blocks use 6 x 32 tiles of 16-lane
+vectors (:mod:`.simd16`): each broadcast feeds twice the lanes (4-8 % on 256-512
+channels). Every variant gives the same bits.
 
 Every output element is reduced over its valid taps in (kh, kw, ci) order with fused
 multiply-adds whatever the tiling or the thread count; then the bias, the optional
@@ -32,8 +35,10 @@ from numba import njit, prange
 
 from .conv_tiles import TILE_C, TILE_P, flat_steps, source_offsets
 from .simd import vadd, vbcast, vfma, vload, vmax, vmin, vsplat, vstore, vzero
+from .simd16 import wbcast, wfma, wload, wstore, wzero
 
 FLAT_BELOW = 32  # kernel rows shorter than this (KW * Cig steps) run as one flat loop
+WIDE_C = 32  # output channels of the AVX-512 tile of _task32_dense (two 16-lane vectors)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -325,6 +330,89 @@ def _task16_dense(src, t0, t1, qs, pix, count, taps, yb, KW, Cig, rowstep, wp, b
         _epilogue16(yf, res, bp, pix, count, t0, t1, yb, Co, c0, has_res, act, lo, hi)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _step32(src, o, q0, q1, q2, q3, q4, q5, wp, wo,
+            a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51):
+    """One reduction step of a 6x32 tile: 2 weight vectors x 6 broadcast inputs (zmm)."""
+    w0 = wload(wp, wo)
+    w1 = wload(wp, wo + 16)
+    v = wbcast(src, q0 + o)
+    a00 = wfma(v, w0, a00)
+    a01 = wfma(v, w1, a01)
+    v = wbcast(src, q1 + o)
+    a10 = wfma(v, w0, a10)
+    a11 = wfma(v, w1, a11)
+    v = wbcast(src, q2 + o)
+    a20 = wfma(v, w0, a20)
+    a21 = wfma(v, w1, a21)
+    v = wbcast(src, q3 + o)
+    a30 = wfma(v, w0, a30)
+    a31 = wfma(v, w1, a31)
+    v = wbcast(src, q4 + o)
+    a40 = wfma(v, w0, a40)
+    a41 = wfma(v, w1, a41)
+    v = wbcast(src, q5 + o)
+    a50 = wfma(v, w0, a50)
+    a51 = wfma(v, w1, a51)
+    return a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51
+
+
+@njit(cache=True, nogil=True)
+def _task32_dense(src, t0, t1, qs, pix, count, taps, yb, KW, Cig, rowstep, wp, bp, yf, Co, K,
+                  res, has_res, act, lo, hi):
+    """:func:`_task16_dense` with 6 x 32 tiles of 16-lane (AVX-512) vectors, for
+    ``Co % 32 == 0``; weights packed in 32-channel blocks. Each output element meets
+    the same fused multiply-adds in the same order, so the bits are those of the
+    8-lane kernels."""
+    nblk = Co // WIDE_C
+    tmp = np.empty(TILE_P * WIDE_C, dtype=np.float32)
+    for cb in range(nblk):
+        c0 = cb * WIDE_C
+        wb = cb * K * WIDE_C
+        for t in range(t0, t1):
+            kw0 = taps[t, 2]
+            kw1 = taps[t, 3]
+            q0 = qs[t, 0]; q1 = qs[t, 1]; q2 = qs[t, 2]
+            q3 = qs[t, 3]; q4 = qs[t, 4]; q5 = qs[t, 5]
+            a00 = wzero(); a01 = wzero(); a10 = wzero(); a11 = wzero()
+            a20 = wzero(); a21 = wzero(); a30 = wzero(); a31 = wzero()
+            a40 = wzero(); a41 = wzero(); a50 = wzero(); a51 = wzero()
+            for kh in range(taps[t, 0], taps[t, 1]):
+                ob = kh * rowstep
+                wo = wb + (kh * KW + kw0) * Cig * WIDE_C
+                for o in range(ob + kw0 * Cig, ob + kw1 * Cig):
+                    (a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50,
+                     a51) = _step32(src, o, q0, q1, q2, q3, q4, q5, wp, wo,
+                                    a00, a01, a10, a11, a20, a21, a30, a31,
+                                    a40, a41, a50, a51)
+                    wo += WIDE_C
+            n = count[t]
+            if n == TILE_P:
+                e = (yb + pix[t, 0]) * Co + c0
+                wstore(yf, e, a00); wstore(yf, e + 16, a01)
+                e = (yb + pix[t, 1]) * Co + c0
+                wstore(yf, e, a10); wstore(yf, e + 16, a11)
+                e = (yb + pix[t, 2]) * Co + c0
+                wstore(yf, e, a20); wstore(yf, e + 16, a21)
+                e = (yb + pix[t, 3]) * Co + c0
+                wstore(yf, e, a30); wstore(yf, e + 16, a31)
+                e = (yb + pix[t, 4]) * Co + c0
+                wstore(yf, e, a40); wstore(yf, e + 16, a41)
+                e = (yb + pix[t, 5]) * Co + c0
+                wstore(yf, e, a50); wstore(yf, e + 16, a51)
+            else:  # short tile: its pixel slots past count repeat the last pixel
+                wstore(tmp, 0, a00); wstore(tmp, 16, a01); wstore(tmp, 32, a10)
+                wstore(tmp, 48, a11); wstore(tmp, 64, a20); wstore(tmp, 80, a21)
+                wstore(tmp, 96, a30); wstore(tmp, 112, a31); wstore(tmp, 128, a40)
+                wstore(tmp, 144, a41); wstore(tmp, 160, a50); wstore(tmp, 176, a51)
+                for p in range(n):
+                    e = (yb + pix[t, p]) * Co + c0
+                    wstore(yf, e, wload(tmp, p * WIDE_C))
+                    wstore(yf, e + 16, wload(tmp, p * WIDE_C + 16))
+        _epilogue16(yf, res, bp, pix, count, t0, t1, yb, Co, c0, has_res, act, lo, hi)
+        _epilogue16(yf, res, bp, pix, count, t0, t1, yb, Co, c0 + TILE_C, has_res, act, lo, hi)
+
+
 @njit(cache=True, nogil=True)
 def _epilogue16(yf, res, bp, pix, count, t0, t1, yb, Co, c0, has_res, act, lo, hi):
     """Channels [c0, c0 + 16) of the pixels of tiles [t0, t1), which hold raw sums:
@@ -346,10 +434,12 @@ def _epilogue16(yf, res, bp, pix, count, t0, t1, yb, Co, c0, has_res, act, lo, h
 @njit(cache=True, nogil=True, parallel=True)
 def conv_fwd(x, wp, bp, y, res, has_res, sh, sw, pt, pl, KH, KW, dh, dw, groups,
              pix, count, taps, succ, pix_last, count_last, taps_last, succ_last, imgs, chunks,
-             act, lo, hi, workers):
+             act, lo, hi, workers, wide):
     """y = clamp(conv(x, w) + b (+ res)), float32 NHWC.
 
-    wp, bp from pack_weight; (pix, count, taps, succ) = tile_table(imgs, ...), and the
+    wp, bp from pack_weight (32-channel blocks if ``wide``: the AVX-512 kernel, for
+    layers in _task16_dense's case with Co % 32 == 0; else 16); (pix, count, taps, succ)
+    = tile_table(imgs, ...), and the
     ``_last`` table for the N % imgs images of a last,
     short group (any table when there is none). A parallel task is a group of ``imgs``
     images, or (``imgs == 1``) one of ``chunks`` ranges of an image's tiles. Tasks are
@@ -400,6 +490,10 @@ def conv_fwd(x, wp, bp, y, res, has_res, sh, sw, pt, pl, KH, KW, dh, dw, groups,
             t0 = ch * T // chunks
             t1 = (ch + 1) * T // chunks
             yb = n0 * Ho * Wo
+            if wide:
+                _task32_dense(src, t0, t1, tq, tp, tc, tt, yb, KW, Cig, dh * Wp * C, wp, bp, yf,
+                              Co, K, rf, has_res, act, lo, hi)
+                continue
             if dense:
                 _task16_dense(src, t0, t1, tq, tp, tc, tt, yb, KW, Cig, dh * Wp * C, wp, bp, yf,
                               Co, K, rf, has_res, act, lo, hi)

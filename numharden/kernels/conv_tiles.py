@@ -155,10 +155,10 @@ def flat_steps(taps, KW, Cig, rowstep, colstep):
     return cls, n, so, sw
 
 
-def pack_weight(w, b, groups):
-    """HWIO float32 weights -> flat (groups, nblk, KH, KW, Cig, 16);
-    bias -> (groups * nblk * 16,), zero-padded."""
-    tile = TILE_C
+def pack_weight(w, b, groups, tile=TILE_C):
+    """HWIO float32 weights -> flat (groups, nblk, KH, KW, Cig, tile);
+    bias -> (groups * nblk * tile,), zero-padded. ``tile`` is 16 (8-lane kernels) or
+    32 (the AVX-512 kernel)."""
     KH, KW, Cig, Co = w.shape
     Cog = Co // groups
     nblk = -(-Cog // tile)

@@ -6,12 +6,14 @@ import numpy as np
 
 import numba
 
+from .. import config
 from ..errors import ConfigError, ShapeError
 from ..kernels import conv as _k
 from ..kernels import conv_fast as _f
 from ..kernels import conv_grad as _g
 from ..kernels import conv_thin as _thin
 from ..kernels import conv_tiles as _t
+from ..kernels import simd16 as _simd16
 from ._check import as_float, colsum, grad_like, ints, like, out_size
 
 
@@ -60,6 +62,16 @@ def _use_fast(x, Cog):
     """Register-blocked float32 kernel unless channels per group are too few to fill
     its 16-lane output tile (depthwise-like layers go to the generic kernel)."""
     return x.dtype == np.float32 and Cog >= 4
+
+
+def _wide(w, groups, d):
+    """Whether the AVX-512 kernel (6 x 32 tiles) runs this layer: on CPUs with AVX-512F,
+    for _task16_dense's case (one group, unit width dilation, kernel rows of at least
+    FLAT_BELOW steps) with whole 32-channel blocks. Config ``wide_kernels`` = 0 turns
+    it off."""
+    return (_simd16.AVAILABLE and config.get("wide_kernels") != 0 and groups == 1
+            and d[1] == 1 and w.shape[3] % _f.WIDE_C == 0
+            and w.shape[1] * w.shape[2] >= _f.FLAT_BELOW)
 
 
 def _use_thin(x, w, groups, s):
@@ -180,7 +192,8 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
         return y
     if _use_fast(x, Cog):
         H, W = x.shape[1], x.shape[2]
-        wp, bp = _t.pack_weight(w, b, groups)
+        wide = _wide(w, groups, d)
+        wp, bp = _t.pack_weight(w, b, groups, _f.WIDE_C if wide else _t.TILE_C)
         img_bytes = (((Ho - 1) * s[0] + (KH - 1) * d[0] + 1) *
                      ((Wo - 1) * s[1] + (KW - 1) * d[1] + 1) * x.shape[3] + Ho * Wo * Co) * 4
         geom = (Ho, Wo, H, W, KH, KW, s[0], s[1], p[0], p[2], d[0], d[1], _t.TILE_P)
@@ -190,7 +203,8 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
         has_res = residual is not None and fuse
         _f.conv_fwd(x, wp, bp, y, residual if has_res else y[:0], has_res, s[0], s[1], p[0],
                     p[2], KH, KW, d[0], d[1], groups, *table, *last, imgs, chunks,
-                    apply and fuse, np.float32(lo), np.float32(hi), 4 * numba.get_num_threads())
+                    apply and fuse, np.float32(lo), np.float32(hi), 4 * numba.get_num_threads(),
+                    wide)
         if fuse:
             return y
     else:
