@@ -106,19 +106,35 @@ def _maxpool_row_f32(xf, yf, af, n, oh, t, H, W, C, Wo, kh_, kw_, sh, sw, pt, pl
                     af[yo + cb + lane] = np.int64(vextract(idx, lane))
 
 
+@njit(cache=True, nogil=True)
+def _maxpool_rows_f32(xf, yf, af, t0, t1, H, W, C, Ho, Wo, kh_, kw_, sh, sw, pt, pl, dh, dw,
+                      want_arg):
+    """Output rows [t0, t1) (t = n * Ho + oh) of maxpool_fwd_f32."""
+    tmp = np.zeros(8, dtype=np.float32)
+    for t in range(t0, t1):
+        n = t // Ho
+        _maxpool_row_f32(xf, yf, af, n, t - n * Ho, t, H, W, C, Wo, kh_, kw_, sh, sw, pt, pl,
+                         dh, dw, want_arg, tmp)
+
+
+ROWS = 32  # output rows per parallel task of maxpool_fwd_f32
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def maxpool_fwd_f32(x, y, arg, kh_, kw_, sh, sw, pt, pl, dh, dw, want_arg):
-    """maxpool_fwd for float32 inputs with H*W < 2**24 (indices travel as float32)."""
+    """maxpool_fwd for float32 inputs with H*W < 2**24 (indices travel as float32).
+
+    A parallel task is ROWS output rows (one call, one scratch vector): per row, the
+    call and allocation cost more than a LeNet-sized row's work."""
     N, H, W, C = x.shape
     Ho, Wo = y.shape[1], y.shape[2]
     xf = x.reshape(-1)
     yf = y.reshape(-1)
     af = arg.reshape(-1)
-    for t in prange(N * Ho):
-        n = t // Ho
-        tmp = np.zeros(8, dtype=np.float32)
-        _maxpool_row_f32(xf, yf, af, n, t - n * Ho, t, H, W, C, Wo, kh_, kw_, sh, sw, pt, pl,
-                         dh, dw, want_arg, tmp)
+    rows = N * Ho
+    for c in prange((rows + ROWS - 1) // ROWS):
+        _maxpool_rows_f32(xf, yf, af, c * ROWS, min(rows, (c + 1) * ROWS), H, W, C, Ho, Wo,
+                          kh_, kw_, sh, sw, pt, pl, dh, dw, want_arg)
 
 
 @njit(cache=True, nogil=True, parallel=True)

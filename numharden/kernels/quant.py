@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .elementwise import sel  # selects as calls: conditional expressions in prange bodies do not vectorise
+
 _CHUNK = 16384
 
 
@@ -12,19 +14,12 @@ _CHUNK = 16384
 def _act_quant_range(x, clip, s, y, codes, i0, i1):
     zero = clip - clip  # 0 in the arithmetic's dtype (clip is finite, typed like x)
     for i in range(i0, i1):
-        v = min(x[i], clip)  # NaN stays NaN here ...
-        v = v if v >= 0 else zero  # ... and becomes 0 here, as negatives do
+        v = x[i]
+        v = sel(v > clip, clip, v)  # NaN stays NaN here ...
+        v = sel(v >= 0, v, zero)    # ... and becomes 0 here, as negatives do
         q = np.rint(v / s)
         y[i] = q * s
-        codes[i] = np.int32(q)  # q in [0, 2**bits - 1]: exact (selects, no branches)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def act_quant_fwd(x, clip, s, y, codes):
-    """codes = rint(clip(x, 0, clip) / s), y = codes * s; NaN maps to code 0. Flat arrays."""
-    n = x.size
-    for c in prange((n + _CHUNK - 1) // _CHUNK):
-        _act_quant_range(x, clip, s, y, codes, c * _CHUNK, min(n, (c + 1) * _CHUNK))
+        codes[i] = np.int32(q)  # q in [0, 2**bits - 1]: exact
 
 
 @njit(cache=True, nogil=True)
@@ -34,10 +29,30 @@ def act_quant_fwd_serial(x, clip, s, y, codes):
 
 
 @njit(cache=True, nogil=True, parallel=True)
+def act_quant_fwd(x, clip, s, y, codes):
+    """codes = rint(clip(x, 0, clip) / s), y = codes * s; NaN maps to code 0. Flat arrays.
+
+    Each chunk is a call of the serial kernel on slices: inlined into the prange body
+    the loop does not vectorise (numba 0.68: 2.2 vs 0.25 ns per element)."""
+    n = x.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        i0 = c * _CHUNK
+        i1 = min(n, i0 + _CHUNK)
+        act_quant_fwd_serial(x[i0:i1], clip, s, y[i0:i1], codes[i0:i1])
+
+
+@njit(cache=True, nogil=True)
+def _act_dequant_chunk(codes, s, y):
+    for i in range(codes.size):
+        y[i] = codes[i] * s
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def act_dequant(codes, s, y):
     """y = codes * s. Flat arrays."""
     n = codes.size
     for c in prange((n + _CHUNK - 1) // _CHUNK):
-        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            y[i] = codes[i] * s
+        i0 = c * _CHUNK
+        i1 = min(n, i0 + _CHUNK)
+        _act_dequant_chunk(codes[i0:i1], s, y[i0:i1])
 
