@@ -195,45 +195,41 @@ def test_set_threads_caps_blas(monkeypatch):
         set_threads(numba_threads, blas=before)
 
 
-def _mmapped_bytes():
-    """glibc mallinfo2().hblkhd: bytes malloc currently holds in mmap'd blocks."""
-    import ctypes
+_MMAP_PROBE = """
+import ctypes, numpy as np, numharden.kernels
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+f = ctypes.CDLL(None).mallinfo2
+f.restype = MallInfo2
+before = f().hblkhd
+a = np.ones(48 << 20, np.uint8)
+print(f().hblkhd - before)
+"""
 
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(f, ctypes.c_size_t) for f in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-            "uordblks", "fordblks", "keepcost")]
 
-    f = ctypes.CDLL(None).mallinfo2
-    f.restype = MallInfo2
-    return f().hblkhd
-
-
-def test_keep_freed_memory_moves_large_buffers_into_the_heap(monkeypatch):
-    """With the threshold raised a 48 MiB array no longer comes from its own mmap (which
-    is unmapped when freed and page-faulted again on the next allocation)."""
+@pytest.mark.parametrize("keep_mb, mmapped", [("0", True), ("16", True), ("64", False)])
+def test_keep_freed_memory_moves_large_buffers_into_the_heap(keep_mb, mmapped):
+    """In a fresh process, importing numharden's kernels raises glibc's mmap threshold to
+    malloc_keep_mb: a 48 MiB array then comes from the heap (kept for reuse when freed)
+    instead of its own mmap (unmapped when freed, page-faulted again next time)."""
+    import os
     import platform
+    import subprocess
+    import sys
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc policy applies to glibc only")
+    env = {**os.environ, "NUMHARDEN_MALLOC_KEEP_MB": keep_mb}
+    out = subprocess.run([sys.executable, "-c", _MMAP_PROBE], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert (int(out) >= 48 << 20) == mmapped
 
+
+def test_keep_freed_memory_validates_its_setting(monkeypatch):
     from numharden import kernels
     assert kernels.keep_freed_memory(0) is False
     with pytest.raises(ConfigError, match="malloc_keep_mb"):
         kernels.keep_freed_memory(-1)
     monkeypatch.setenv("NUMHARDEN_MALLOC_KEEP_MB", "lots")
     with pytest.raises(ConfigError, match="NUMHARDEN_MALLOC_KEEP_MB"):
-        kernels.keep_freed_memory()
-    monkeypatch.delenv("NUMHARDEN_MALLOC_KEEP_MB")
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("malloc policy applies to glibc only")
-    try:
-        assert kernels.keep_freed_memory(16) is True       # 48 MiB > 16 MiB: mmap'd
-        before = _mmapped_bytes()
-        a = np.ones(48 << 20, np.uint8)
-        assert _mmapped_bytes() - before >= 48 << 20
-        del a
-        assert kernels.keep_freed_memory(64) is True       # 48 MiB < 64 MiB: heap
-        before = _mmapped_bytes()
-        a = np.ones(48 << 20, np.uint8)
-        assert _mmapped_bytes() - before < 1 << 20
-        del a
-    finally:
         kernels.keep_freed_memory()

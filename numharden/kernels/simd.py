@@ -24,21 +24,16 @@ class F32x8Type(types.Type):
         super().__init__(name="f32x8")
 
 
-f32x8 = F32x8Type()
-_VEC = ir.VectorType(ir.FloatType(), LANES)
-_I32 = ir.IntType(32)
-_SPLAT = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)  # shuffle mask: lane 0 everywhere
+def register_vector(cls, lanes: int):
+    """Give the Numba type ``cls`` (a module-level class, so that cached kernels can
+    pickle it) the data model of an LLVM ``<lanes x float>`` value; returns an instance."""
 
+    @register_model(cls)
+    class _Model(models.PrimitiveModel):
+        def __init__(self, dmm, fe_type):
+            super().__init__(dmm, fe_type, ir.VectorType(ir.FloatType(), lanes))
 
-def _splat(builder, s):
-    v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), s, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined), _SPLAT)
-
-
-@register_model(F32x8Type)
-class _F32x8Model(models.PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _VEC)
+    return cls()
 
 
 def _ptr(context, builder, aryty, ary, idx):
@@ -50,50 +45,79 @@ def _is_f32_vector(a):
     return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1
 
 
-@intrinsic
-def vzero(typingctx):
-    """All-zero vector."""
-    def codegen(context, builder, sig, args):
-        return ir.Constant(_VEC, [0.0] * LANES)
-    return f32x8(), codegen
+def core_ops(vt, lanes: int):
+    """zero, load, store, broadcast and fused multiply-add intrinsics for vector type
+    ``vt`` of ``lanes`` float32 lanes (see the module docstring for the contracts)."""
+    vec = ir.VectorType(ir.FloatType(), lanes)
+    mask = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)  # lane 0 everywhere
+
+    @intrinsic
+    def zero(typingctx):
+        def codegen(context, builder, sig, args):
+            return ir.Constant(vec, [0.0] * lanes)
+        return vt(), codegen
+
+    @intrinsic
+    def load(typingctx, a, i):
+        if not (_is_f32_vector(a) and isinstance(i, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _ptr(context, builder, sig.args[0], args[0], args[1])
+            return builder.load(builder.bitcast(p, vec.as_pointer()), align=4)
+        return vt(a, i), codegen
+
+    @intrinsic
+    def store(typingctx, a, i, v):
+        if not (_is_f32_vector(a) and isinstance(i, types.Integer) and v == vt):
+            return None
+
+        def codegen(context, builder, sig, args):
+            p = _ptr(context, builder, sig.args[0], args[0], args[1])
+            builder.store(args[2], builder.bitcast(p, vec.as_pointer()), align=4)
+            return context.get_dummy_value()
+        return types.none(a, i, v), codegen
+
+    @intrinsic
+    def bcast(typingctx, a, i):
+        if not (_is_f32_vector(a) and isinstance(i, types.Integer)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            s = builder.load(_ptr(context, builder, sig.args[0], args[0], args[1]))
+            v = builder.insert_element(ir.Constant(vec, ir.Undefined), s, ir.Constant(_I32, 0))
+            return builder.shuffle_vector(v, ir.Constant(vec, ir.Undefined), mask)
+        return vt(a, i), codegen
+
+    @intrinsic
+    def fma(typingctx, a, b, c):
+        if not (a == vt and b == vt and c == vt):
+            return None
+
+        def codegen(context, builder, sig, args):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                                f"llvm.fma.v{lanes}f32")
+            return builder.call(fn, args)
+        return vt(a, b, c), codegen
+
+    zero.__doc__ = "All-zero vector."
+    load.__doc__ = f"a[i:i+{lanes}] as a vector (unaligned load)."
+    store.__doc__ = f"a[i:i+{lanes}] = v (unaligned store)."
+    bcast.__doc__ = "Vector with a[i] in every lane."
+    fma.__doc__ = "a * b + c with a single rounding (fused multiply-add)."
+    return zero, load, store, bcast, fma
 
 
-@intrinsic
-def vload(typingctx, a, i):
-    """a[i:i+8] as a vector (unaligned load)."""
-    if not (_is_f32_vector(a) and isinstance(i, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        p = _ptr(context, builder, sig.args[0], args[0], args[1])
-        vp = builder.bitcast(p, _VEC.as_pointer())
-        return builder.load(vp, align=4)
-    return f32x8(a, i), codegen
+_I32 = ir.IntType(32)
+f32x8 = register_vector(F32x8Type, LANES)
+_VEC = ir.VectorType(ir.FloatType(), LANES)
+_SPLAT = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)  # shuffle mask: lane 0 everywhere
+vzero, vload, vstore, vbcast, vfma = core_ops(f32x8, LANES)
 
 
-@intrinsic
-def vstore(typingctx, a, i, v):
-    """a[i:i+8] = v (unaligned store)."""
-    if not (_is_f32_vector(a) and isinstance(i, types.Integer) and v == f32x8):
-        return None
-
-    def codegen(context, builder, sig, args):
-        p = _ptr(context, builder, sig.args[0], args[0], args[1])
-        vp = builder.bitcast(p, _VEC.as_pointer())
-        builder.store(args[2], vp, align=4)
-        return context.get_dummy_value()
-    return types.none(a, i, v), codegen
-
-
-@intrinsic
-def vbcast(typingctx, a, i):
-    """Vector with a[i] in every lane."""
-    if not (_is_f32_vector(a) and isinstance(i, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return _splat(builder, builder.load(_ptr(context, builder, sig.args[0], args[0], args[1])))
-    return f32x8(a, i), codegen
+def _splat(builder, s):
+    v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), s, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined), _SPLAT)
 
 
 @intrinsic
@@ -105,19 +129,6 @@ def vsplat(typingctx, s):
     def codegen(context, builder, sig, args):
         return _splat(builder, args[0])
     return f32x8(s), codegen
-
-
-@intrinsic
-def vfma(typingctx, a, b, c):
-    """a * b + c with a single rounding (fused multiply-add)."""
-    if not (a == f32x8 and b == f32x8 and c == f32x8):
-        return None
-
-    def codegen(context, builder, sig, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3),
-                                            "llvm.fma.v8f32")
-        return builder.call(fn, args)
-    return f32x8(a, b, c), codegen
 
 
 @intrinsic
