@@ -57,6 +57,12 @@ def load_model_arg(spec: str | None):
     return load_model(spec or config.get("default_model"))
 
 
+def model_label(spec: str | None) -> str:
+    """The MODEL argument as given, or the built-in default it stands for."""
+    from numharden import config
+    return spec or config.get("default_model")
+
+
 def load_data_arg(spec: str | None, split: str = "test"):
     from numharden.data import load_dataset
     return load_dataset(spec or "fashion-mnist", split=split)

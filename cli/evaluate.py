@@ -8,7 +8,7 @@ from rich.table import Table
 from numharden.analysis import evaluate
 
 from .common import (BatchOpt, DataOpt, JsonOpt, ModelArg, emit_json, err, handle_errors,
-                     load_data_arg, load_model_arg, out, pct)
+                     load_data_arg, load_model_arg, model_label, out, pct)
 
 
 @handle_errors
@@ -22,7 +22,7 @@ def eval_(model: ModelArg = None, data: DataOpt = None, batch_size: BatchOpt = N
         r = evaluate(m, ds, batch_size=batch_size,
                      progress=lambda done, total: bar.update(task, completed=done))
     r.pop("predictions")
-    r = {"model": m.meta.get("source", model), "data": ds.name, **r}
+    r = {"model": model_label(model), "data": ds.name, **r}
     if json_:
         emit_json(r)
         return

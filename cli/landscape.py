@@ -13,7 +13,8 @@ from rich.table import Table
 
 from numharden.errors import ConfigError
 
-from .common import DataOpt, JsonOpt, ModelArg, emit_json, err, handle_errors, load_data_arg, load_model_arg, out
+from .common import (DataOpt, JsonOpt, ModelArg, emit_json, err, handle_errors, load_data_arg,
+                     load_model_arg, model_label, out)
 
 
 @handle_errors
@@ -44,7 +45,8 @@ def landscape(
     ds = load_data_arg(data, split=split)
     ds = ds.subset(min(images, len(ds)))
     output.mkdir(parents=True, exist_ok=True)
-    summary = {"model": model, "data": ds.name, "images": len(ds), "output": str(output), "modes": {}}
+    summary = {"model": model_label(model), "data": ds.name, "images": len(ds),
+               "output": str(output), "modes": {}}
     with Progress(console=err, transient=True, disable=json_) as bar:
         for md in modes:
             task = bar.add_task(f"{md} surface", total=points ** dims)

@@ -74,6 +74,30 @@ def test_inject_then_replay_is_bit_exact(files):
     assert 0 < changed <= d["n_faults"]
 
 
+def test_landscape_writes_documented_files(files, tmp_path):
+    """docs/CLI.md's landscape outputs: per mode an HDF5 + CSV surface whose centre is the
+    unperturbed model's loss, and a sharpness figure averaged over 2 x directions."""
+    import csv
+
+    import h5py
+    out = tmp_path / "ls"
+    d = _json(runner.invoke(app, ["landscape", "--points", "3", "--span", "0.5", "--images", "60",
+                                  "--directions", "2", "--mode", "float", "-o", str(out),
+                                  "--json"]))
+    assert d["model"] == "lenet5-fmnist-w4a4" and d["images"] == 60 and list(d["modes"]) == ["float"]
+    s = d["modes"]["float"]
+    assert len(s["sharpness"]["rises"]) == 4
+    assert s["sharpness"]["rise"] == pytest.approx(np.mean(s["sharpness"]["rises"]))
+    with h5py.File(out / "landscape-1d-float.h5") as f:
+        np.testing.assert_allclose(f["alphas"][:], [-0.5, 0.0, 0.5])
+        assert f["loss"].shape == (3,) and f.attrs["mode"] == "float"
+        assert f["loss"][1] == pytest.approx(s["center_loss"], rel=1e-9)  # a = 0: no change
+    with open(out / "landscape-1d-float.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["alpha", "loss", "accuracy"] and len(rows) == 4
+    assert all(str(p).startswith(str(out)) for p in s["files"])
+
+
 def test_sweep_resume_and_shards_merge(files, tmp_path):
     args = ["sweep", str(files / "m.h5"), "--ber", "1e-3", "--ber", "1e-2", "--trials", "3",
             "--data", str(files / "small.npz"), "--no-plot", "--json"]
