@@ -233,3 +233,17 @@ def test_keep_freed_memory_validates_its_setting(monkeypatch):
     monkeypatch.setenv("NUMHARDEN_MALLOC_KEEP_MB", "lots")
     with pytest.raises(ConfigError, match="NUMHARDEN_MALLOC_KEEP_MB"):
         kernels.keep_freed_memory()
+
+
+def test_wide_kernels_follow_numbas_target_cpu(monkeypatch):
+    """With NUMBA_CPU_NAME set (portable caches), AVX-512 kernels are used only if
+    NUMBA_CPU_FEATURES grants AVX-512F, whatever the host has."""
+    import numba
+
+    from numharden.kernels import simd16
+    monkeypatch.setattr(numba.config, "CPU_NAME", "generic")
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "")
+    assert simd16._host_has_avx512() is False
+    monkeypatch.setattr(numba.config, "CPU_NAME", "skylake-avx512")
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx2,+fma,+avx512f")
+    assert simd16._host_has_avx512() is True

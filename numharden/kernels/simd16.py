@@ -10,6 +10,7 @@ in two and run out of registers; callers use these only when :data:`AVAILABLE`.
 from __future__ import annotations
 
 import llvmlite.binding as llvm
+import numba
 from numba import types
 
 from .simd import core_ops, register_vector
@@ -18,6 +19,10 @@ LANES = 16
 
 
 def _host_has_avx512() -> bool:
+    """Whether Numba compiles for a CPU with AVX-512F: the host's features, or those
+    given with NUMBA_CPU_NAME / NUMBA_CPU_FEATURES (e.g. a portable 'generic' cache)."""
+    if numba.config.CPU_NAME is not None:
+        return "+avx512f" in (numba.config.CPU_FEATURES or "").split(",")
     try:
         return "+avx512f" in llvm.get_host_cpu_features().flatten().split(",")
     except RuntimeError:  # features unknown: stay on 8 lanes
