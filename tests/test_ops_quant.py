@@ -121,3 +121,17 @@ def test_act_quant_and_relu_parallel_kernels_equal_serial_ones():
     ke.clamp_serial(x, np.float32(0), np.float32(np.inf), r1)
     np.testing.assert_array_equal(r, r1)
     np.testing.assert_array_equal(r, np.maximum(x, 0))  # np.maximum keeps NaN as well
+
+
+@pytest.mark.parametrize("n", [1000, 300_001])   # serial and parallel kernels
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_act_quant_without_codes_gives_the_same_bits(n, dtype):
+    rng = np.random.default_rng(31)
+    x = (rng.standard_normal(n) * 3).astype(dtype)
+    x[:4] = [np.nan, np.inf, -np.inf, -0.0]
+    y, codes = ops.act_quant(x, 4, 2.5)
+    y2, none = ops.act_quant(x, 4, 2.5, codes=False)
+    assert none is None and codes.shape == x.shape
+    np.testing.assert_array_equal(y2.view(np.uint8), y.view(np.uint8))  # bits, incl. -0.0
+    s = dtype(2.5) / dtype(15)
+    np.testing.assert_array_equal(y, codes.astype(dtype) * s)

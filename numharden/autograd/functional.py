@@ -218,7 +218,7 @@ def act_quant(x, bits, clip):
     Returns the dequantised activations; ``clip`` (shape (1,)) may be a learnable Tensor."""
     xd, cd = data_of(x), np.asarray(data_of(clip))
     c = float(cd.reshape(-1)[0])
-    y, _ = ops.act_quant(xd, bits, c)
+    y, _ = ops.act_quant(xd, bits, c, codes=False)
 
     def backward(g):
         gx, gclip = ops.act_quant_vjp(g, xd, c)

@@ -11,21 +11,25 @@ _CHUNK = 16384
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _act_quant_range(x, clip, s, y, codes, i0, i1):
-    zero = clip - clip  # 0 in the arithmetic's dtype (clip is finite, typed like x)
-    for i in range(i0, i1):
-        v = x[i]
-        v = sel(v > clip, clip, v)  # NaN stays NaN here ...
-        v = sel(v >= 0, v, zero)    # ... and becomes 0 here, as negatives do
-        q = np.rint(v / s)
-        y[i] = q * s
-        codes[i] = np.int32(q)  # q in [0, 2**bits - 1]: exact
+def _act_quant_code(v, clip, s, zero):
+    v = sel(v > clip, clip, v)  # NaN stays NaN here ...
+    v = sel(v >= 0, v, zero)    # ... and becomes 0 here, as negatives do
+    return np.rint(v / s)       # q in [0, 2**bits - 1]: exact as an integer
 
 
 @njit(cache=True, nogil=True)
 def act_quant_fwd_serial(x, clip, s, y, codes):
-    """act_quant_fwd on the calling thread (small arrays: no parallel-region cost)."""
-    _act_quant_range(x, clip, s, y, codes, 0, x.size)
+    """act_quant_fwd on the calling thread (small arrays: no parallel-region cost).
+    An empty ``codes`` array skips writing the codes (inference needs only y)."""
+    zero = clip - clip  # 0 in the arithmetic's dtype (clip is finite, typed like x)
+    if codes.size:
+        for i in range(x.size):
+            q = _act_quant_code(x[i], clip, s, zero)
+            y[i] = q * s
+            codes[i] = np.int32(q)
+    else:
+        for i in range(x.size):
+            y[i] = _act_quant_code(x[i], clip, s, zero) * s
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -38,7 +42,7 @@ def act_quant_fwd(x, clip, s, y, codes):
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         i0 = c * _CHUNK
         i1 = min(n, i0 + _CHUNK)
-        act_quant_fwd_serial(x[i0:i1], clip, s, y[i0:i1], codes[i0:i1])
+        act_quant_fwd_serial(x[i0:i1], clip, s, y[i0:i1], codes[i0:i1] if codes.size else codes)
 
 
 @njit(cache=True, nogil=True)

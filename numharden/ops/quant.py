@@ -55,7 +55,7 @@ def _code_dtype(bits):
     return np.uint8 if bits <= 8 else np.uint16
 
 
-def act_quant(x, bits, clip):
+def act_quant(x, bits, clip, *, codes=True):
     """Unsigned uniform quantisation of activations to ``bits`` bits on [0, clip].
 
     With ``s = clip / (2**bits - 1)`` computed in ``x``'s dtype:
@@ -68,19 +68,21 @@ def act_quant(x, bits, clip):
     x : ndarray, float32 or float64, any shape
     bits : int in [1, 16]
     clip : float > 0, finite (or a size-1 array holding it)
+    codes : bool, keyword-only
+        False skips computing the codes (inference needs only ``y``; same ``y`` bits).
 
     Returns
     -------
     y : ndarray, shape and dtype of ``x``
-    codes : ndarray, shape of ``x``, uint8 (bits <= 8) or uint16
+    codes : ndarray, shape of ``x``, uint8 (bits <= 8) or uint16; None if ``codes=False``
     """
     x = as_float("x", x)
     clip_t, s = _step("act_quant", x, bits, clip)
     y = np.empty_like(x)
-    codes = np.empty(x.shape, dtype=_code_dtype(bits))
+    c = np.empty(x.shape if codes else (0,), dtype=_code_dtype(bits))
     kernel = _k.act_quant_fwd if x.size >= _e.SERIAL_BELOW else _k.act_quant_fwd_serial
-    kernel(x.reshape(-1), clip_t, s, y.reshape(-1), codes.reshape(-1))
-    return y, codes
+    kernel(x.reshape(-1), clip_t, s, y.reshape(-1), c.reshape(-1))
+    return y, (c if codes else None)
 
 
 def act_quant_from_codes(codes, bits, clip, dtype=np.float32):
