@@ -213,6 +213,7 @@ def test_conv2d_avx512_kernel_bit_identical_to_8_lanes(monkeypatch, case):
     from numharden.ops import conv as oc
     if not simd16.AVAILABLE:
         pytest.skip("no AVX-512F on this CPU")
+    monkeypatch.setenv("NUMHARDEN_WIDE_KERNELS", "1")
     x, w, b, kw = _data(case, np.float32, seed=11)
     assert oc._wide(w, kw["groups"], kw["dilation"])
     r = np.random.default_rng(12).standard_normal(ops.conv2d(x, w, b, **kw).shape)
