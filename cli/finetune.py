@@ -9,8 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from .common import JsonOpt, ModelArg, emit_json, handle_errors, load_data_arg, load_model_arg, out, pct
-from .train import (ActL1Opt, EtaOpt, MethodOpt, PerturbBiasOpt, PerturbBnOpt, RhoOpt,
-                    RhoWarmupOpt, optimizer_spec, run_with_progress, schedule_spec, step_spec)
+from .train import (ActL1Opt, BatchSizeOpt, EtaOpt, GammaOpt, MethodOpt, MilestonesOpt,
+                    MomentumOpt, NesterovOpt, PerturbBiasOpt, PerturbBnOpt, RhoOpt, RhoWarmupOpt,
+                    ScheduleOpt, WarmupOpt, WeightDecayOpt, optimizer_spec, run_with_progress,
+                    schedule_spec, step_spec)
 
 
 @handle_errors
@@ -24,18 +26,17 @@ def finetune(
     perturb_bias: PerturbBiasOpt = False,
     act_l1: ActL1Opt = None,
     epochs: Annotated[int, typer.Option(min=1)] = 5,
-    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    batch_size: BatchSizeOpt = 128,
     optimizer: Annotated[str, typer.Option(help="sgd or adam (the update rule).")] = "sgd",
     lr: Annotated[float, typer.Option(min=0.0, help="Initial learning rate (smaller than "
                                                     "train's 0.05: the model is trained).")] = 0.01,
-    momentum: Annotated[float, typer.Option(min=0.0, max=1.0, help="SGD momentum.")] = 0.9,
-    nesterov: Annotated[bool, typer.Option(help="Nesterov momentum (SGD).")] = True,
-    weight_decay: Annotated[float, typer.Option(min=0.0)] = 5e-4,
-    schedule: Annotated[str, typer.Option(help="cosine, step or constant.")] = "cosine",
-    milestones: Annotated[Optional[str], typer.Option(
-        help="Step schedule epochs, comma separated.")] = None,
-    gamma: Annotated[float, typer.Option(min=0.0, help="Step schedule factor.")] = 0.1,
-    warmup_epochs: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    momentum: MomentumOpt = 0.9,
+    nesterov: NesterovOpt = True,
+    weight_decay: WeightDecayOpt = 5e-4,
+    schedule: ScheduleOpt = "cosine",
+    milestones: MilestonesOpt = None,
+    gamma: GammaOpt = 0.1,
+    warmup_epochs: WarmupOpt = 0.0,
     recalibrate: Annotated[bool, typer.Option(
         help="Recalibrate the activation clips first (default: keep the trained ones).")] = False,
     seed: Annotated[int, typer.Option(min=0, help="Shuffling seed.")] = 0,

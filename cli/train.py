@@ -34,6 +34,16 @@ ActL1Opt = Annotated[Optional[str], typer.Option(
          "for every ReLU, or per layer NODE=LAMBDA,... (e.g. 1e-5 or 1e-5,relu4=0).",
     show_default=False)]
 
+MomentumOpt = Annotated[float, typer.Option(min=0.0, max=1.0, help="SGD momentum.")]
+NesterovOpt = Annotated[bool, typer.Option(help="Nesterov momentum (SGD).")]
+WeightDecayOpt = Annotated[float, typer.Option(min=0.0)]
+ScheduleOpt = Annotated[str, typer.Option(help="cosine, step or constant.")]
+MilestonesOpt = Annotated[Optional[str], typer.Option(
+    help="Step schedule epochs, comma separated (e.g. 10,15).")]
+GammaOpt = Annotated[float, typer.Option(min=0.0, help="Step schedule factor.")]
+WarmupOpt = Annotated[float, typer.Option(min=0.0)]
+BatchSizeOpt = Annotated[int, typer.Option(min=1)]
+
 
 def step_spec(method: str, rho, eta, rho_warmup_epochs: int, perturb_bn: bool,
               perturb_bias: bool, act_l1) -> dict:
@@ -130,18 +140,17 @@ def train(
     per_tensor: Annotated[bool, typer.Option(help="One weight scale per tensor instead of "
                                                   "per output channel.")] = False,
     epochs: Annotated[int, typer.Option(min=1)] = 20,
-    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    batch_size: BatchSizeOpt = 128,
     optimizer: Annotated[str, typer.Option(help="sgd or adam (the update rule; see "
                                                 "--method for the step).")] = "sgd",
     lr: Annotated[float, typer.Option(min=0.0)] = 0.05,
-    momentum: Annotated[float, typer.Option(min=0.0, max=1.0, help="SGD momentum.")] = 0.9,
-    nesterov: Annotated[bool, typer.Option(help="Nesterov momentum (SGD).")] = True,
-    weight_decay: Annotated[float, typer.Option(min=0.0)] = 5e-4,
-    schedule: Annotated[str, typer.Option(help="cosine, step or constant.")] = "cosine",
-    milestones: Annotated[Optional[str], typer.Option(
-        help="Step schedule epochs, comma separated (e.g. 10,15).")] = None,
-    gamma: Annotated[float, typer.Option(min=0.0, help="Step schedule factor.")] = 0.1,
-    warmup_epochs: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    momentum: MomentumOpt = 0.9,
+    nesterov: NesterovOpt = True,
+    weight_decay: WeightDecayOpt = 5e-4,
+    schedule: ScheduleOpt = "cosine",
+    milestones: MilestonesOpt = None,
+    gamma: GammaOpt = 0.1,
+    warmup_epochs: WarmupOpt = 0.0,
     method: MethodOpt = "sgd",
     rho: RhoOpt = None,
     eta: EtaOpt = None,

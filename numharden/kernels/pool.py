@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .conv_tiles import _valid
 from .elementwise import sel
 from .simd import vextract, vload, vsplat, vstore, vtake
 
@@ -12,14 +13,8 @@ from .simd import vextract, vload, vsplat, vstore, vtake
 @njit(cache=True, nogil=True, inline="always")
 def _taps(o, s, pad, k, d, size):
     """Start of window o and the range [k0, k1) of its taps inside [0, size)."""
-    start = o * s - pad
-    k0 = 0
-    while k0 < k and start + k0 * d < 0:
-        k0 += 1
-    k1 = k
-    while k1 > k0 and start + (k1 - 1) * d >= size:
-        k1 -= 1
-    return start, k0, k1
+    k0, k1 = _valid(o, s, pad, k, d, size)
+    return o * s - pad, k0, k1
 
 
 @njit(cache=True, nogil=True, parallel=True)
