@@ -10,7 +10,7 @@ glibc's malloc to keep large freed buffers for reuse.
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 
 import numba
 
@@ -82,6 +82,13 @@ def get_threads() -> int:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc malloc.h)
 
 
+def _is_glibc() -> bool:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, ValueError, OSError, TypeError):  # no confstr / unknown name / None
+        return False
+
+
 def keep_freed_memory(mib: int | None = None) -> bool:
     """Let glibc's malloc keep up to ``mib`` MiB of freed memory for reuse.
 
@@ -110,7 +117,7 @@ def keep_freed_memory(mib: int | None = None) -> bool:
     if not isinstance(mib, int) or isinstance(mib, bool) or not 0 <= mib <= 2047:
         raise ConfigError(f"malloc_keep_mb must be an int in [0, 2047] MiB, found {mib!r}; "
                           "set NUMHARDEN_MALLOC_KEEP_MB to e.g. 1024, or 0 to leave malloc alone")
-    if mib == 0 or platform.libc_ver()[0] != "glibc":
+    if mib == 0 or not _is_glibc():
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

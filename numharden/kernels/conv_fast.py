@@ -39,6 +39,7 @@ from .simd16 import wbcast, wfma, wload, wstore, wzero
 
 FLAT_BELOW = 32  # kernel rows shorter than this (KW * Cig steps) run as one flat loop
 WIDE_C = 32  # output channels of the AVX-512 tile of _task32_dense (two 16-lane vectors)
+GENERAL, DENSE, WIDE = 0, 1, 2  # conv_fwd's tile loop: _task16, _task16_dense, _task32_dense
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -434,12 +435,12 @@ def _epilogue16(yf, res, bp, pix, count, t0, t1, yb, Co, c0, has_res, act, lo, h
 @njit(cache=True, nogil=True, parallel=True)
 def conv_fwd(x, wp, bp, y, res, has_res, sh, sw, pt, pl, KH, KW, dh, dw, groups,
              pix, count, taps, succ, pix_last, count_last, taps_last, succ_last, imgs, chunks,
-             act, lo, hi, workers, wide):
+             act, lo, hi, workers, kernel):
     """y = clamp(conv(x, w) + b (+ res)), float32 NHWC.
 
-    wp, bp from pack_weight (32-channel blocks if ``wide``: the AVX-512 kernel, for
-    layers in _task16_dense's case with Co % 32 == 0; else 16); (pix, count, taps, succ)
-    = tile_table(imgs, ...), and the
+    ``kernel`` (GENERAL, DENSE or WIDE, chosen by the caller, whose conditions
+    ops.conv._kernel states) picks the tile loop; wp, bp from pack_weight (32-channel
+    blocks for WIDE, else 16); (pix, count, taps, succ) = tile_table(imgs, ...), and the
     ``_last`` table for the N % imgs images of a last,
     short group (any table when there is none). A parallel task is a group of ``imgs``
     images, or (``imgs == 1``) one of ``chunks`` ranges of an image's tiles. Tasks are
@@ -459,7 +460,6 @@ def conv_fwd(x, wp, bp, y, res, has_res, sh, sw, pt, pl, KH, KW, dh, dw, groups,
     ckw = dw == 1 and groups == 1
     K = KH * KW * Cig
     flat = KW * Cig < FLAT_BELOW
-    dense = ckw and not flat and Co % TILE_C == 0  # _task16_dense's case
     cls, sn, so, sw_ = flat_steps(taps, KW, Cig, dh * Wp * C, dw * C)
     cls_l, sn_l, so_l, sw_l = flat_steps(taps_last, KW, Cig, dh * Wp * C, dw * C)
     yf = y.reshape(-1)
@@ -490,11 +490,11 @@ def conv_fwd(x, wp, bp, y, res, has_res, sh, sw, pt, pl, KH, KW, dh, dw, groups,
             t0 = ch * T // chunks
             t1 = (ch + 1) * T // chunks
             yb = n0 * Ho * Wo
-            if wide:
+            if kernel == WIDE:
                 _task32_dense(src, t0, t1, tq, tp, tc, tt, yb, KW, Cig, dh * Wp * C, wp, bp, yf,
                               Co, K, rf, has_res, act, lo, hi)
                 continue
-            if dense:
+            if kernel == DENSE:
                 _task16_dense(src, t0, t1, tq, tp, tc, tt, yb, KW, Cig, dh * Wp * C, wp, bp, yf,
                               Co, K, rf, has_res, act, lo, hi)
                 continue

@@ -15,7 +15,7 @@ TILE_C = 16  # output channels per 6x16 register tile (two 8-lane vectors)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _valid(o, s, pad, k, d, size):
+def tap_range(o, s, pad, k, d, size):
     """Taps [k0, k1) of output position o whose input index lies in [0, size)."""
     start = o * s - pad
     k0 = 0
@@ -37,7 +37,7 @@ def _classes(n_out, s, pad, k, d, size):
     interior = -1
     m = 0
     for o in range(n_out):
-        k0, k1 = _valid(o, s, pad, k, d, size)
+        k0, k1 = tap_range(o, s, pad, k, d, size)
         if k0 == 0 and k1 == k:
             if interior < 0:
                 interior = m

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv_tiles import _valid
+from .conv_tiles import tap_range
 from .elementwise import sel
 from .simd import vextract, vload, vsplat, vstore, vtake
 
@@ -13,7 +13,7 @@ from .simd import vextract, vload, vsplat, vstore, vtake
 @njit(cache=True, nogil=True, inline="always")
 def _taps(o, s, pad, k, d, size):
     """Start of window o and the range [k0, k1) of its taps inside [0, size)."""
-    k0, k1 = _valid(o, s, pad, k, d, size)
+    k0, k1 = tap_range(o, s, pad, k, d, size)
     return o * s - pad, k0, k1
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .elementwise import sel  # selects as calls: conditional expressions in prange bodies do not vectorise
+from .elementwise import sel
 
 _CHUNK = 16384
 
@@ -42,7 +42,7 @@ def act_quant_fwd(x, clip, s, y, codes):
     for c in prange((n + _CHUNK - 1) // _CHUNK):
         i0 = c * _CHUNK
         i1 = min(n, i0 + _CHUNK)
-        act_quant_fwd_serial(x[i0:i1], clip, s, y[i0:i1], codes[i0:i1] if codes.size else codes)
+        act_quant_fwd_serial(x[i0:i1], clip, s, y[i0:i1], codes[i0:i1])  # empty stays empty
 
 
 @njit(cache=True, nogil=True)

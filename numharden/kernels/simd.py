@@ -45,11 +45,21 @@ def _is_f32_vector(a):
     return isinstance(a, types.Array) and a.dtype == types.float32 and a.ndim == 1
 
 
+_I32 = ir.IntType(32)
+
+
+def _splat(builder, s, lanes: int):
+    """A ``<lanes x float>`` value with the scalar s in every lane."""
+    vec = ir.VectorType(ir.FloatType(), lanes)
+    v = builder.insert_element(ir.Constant(vec, ir.Undefined), s, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(vec, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
+
+
 def core_ops(vt, lanes: int):
     """zero, load, store, broadcast and fused multiply-add intrinsics for vector type
     ``vt`` of ``lanes`` float32 lanes (see the module docstring for the contracts)."""
     vec = ir.VectorType(ir.FloatType(), lanes)
-    mask = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)  # lane 0 everywhere
 
     @intrinsic
     def zero(typingctx):
@@ -85,8 +95,7 @@ def core_ops(vt, lanes: int):
 
         def codegen(context, builder, sig, args):
             s = builder.load(_ptr(context, builder, sig.args[0], args[0], args[1]))
-            v = builder.insert_element(ir.Constant(vec, ir.Undefined), s, ir.Constant(_I32, 0))
-            return builder.shuffle_vector(v, ir.Constant(vec, ir.Undefined), mask)
+            return _splat(builder, s, lanes)
         return vt(a, i), codegen
 
     @intrinsic
@@ -108,16 +117,8 @@ def core_ops(vt, lanes: int):
     return zero, load, store, bcast, fma
 
 
-_I32 = ir.IntType(32)
 f32x8 = register_vector(F32x8Type, LANES)
-_VEC = ir.VectorType(ir.FloatType(), LANES)
-_SPLAT = ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES)  # shuffle mask: lane 0 everywhere
 vzero, vload, vstore, vbcast, vfma = core_ops(f32x8, LANES)
-
-
-def _splat(builder, s):
-    v = builder.insert_element(ir.Constant(_VEC, ir.Undefined), s, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(v, ir.Constant(_VEC, ir.Undefined), _SPLAT)
 
 
 @intrinsic
@@ -127,7 +128,7 @@ def vsplat(typingctx, s):
         return None
 
     def codegen(context, builder, sig, args):
-        return _splat(builder, args[0])
+        return _splat(builder, args[0], LANES)
     return f32x8(s), codegen
 
 

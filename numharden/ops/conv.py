@@ -64,14 +64,23 @@ def _use_fast(x, Cog):
     return x.dtype == np.float32 and Cog >= 4
 
 
+def _kernel(w, groups, d):
+    """Which tile loop of conv_fast.conv_fwd runs this float32 layer: DENSE (one group,
+    unit width dilation, kernel rows of at least FLAT_BELOW steps, whole 16-channel
+    blocks), WIDE (DENSE with whole 32-channel blocks on CPUs with AVX-512F, unless
+    config ``wide_kernels`` is 0) or GENERAL. Decided here once: the weight packing
+    depends on it."""
+    KW, Cig, Co = w.shape[1], w.shape[2], w.shape[3]
+    if groups != 1 or d[1] != 1 or KW * Cig < _f.FLAT_BELOW or Co % _t.TILE_C:
+        return _f.GENERAL
+    if Co % _f.WIDE_C == 0 and _simd16.AVAILABLE and config.get("wide_kernels") != 0:
+        return _f.WIDE
+    return _f.DENSE
+
+
 def _wide(w, groups, d):
-    """Whether the AVX-512 kernel (6 x 32 tiles) runs this layer: on CPUs with AVX-512F,
-    for _task16_dense's case (one group, unit width dilation, kernel rows of at least
-    FLAT_BELOW steps) with whole 32-channel blocks. Config ``wide_kernels`` = 0 turns
-    it off."""
-    return (_simd16.AVAILABLE and config.get("wide_kernels") != 0 and groups == 1
-            and d[1] == 1 and w.shape[3] % _f.WIDE_C == 0
-            and w.shape[1] * w.shape[2] >= _f.FLAT_BELOW)
+    """Whether the AVX-512 kernel (6 x 32 tiles) runs this layer."""
+    return _kernel(w, groups, d) == _f.WIDE
 
 
 def _use_thin(x, w, groups, s):
@@ -192,8 +201,8 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
         return y
     if _use_fast(x, Cog):
         H, W = x.shape[1], x.shape[2]
-        wide = _wide(w, groups, d)
-        wp, bp = _t.pack_weight(w, b, groups, _f.WIDE_C if wide else _t.TILE_C)
+        kernel = _kernel(w, groups, d)
+        wp, bp = _t.pack_weight(w, b, groups, _f.WIDE_C if kernel == _f.WIDE else _t.TILE_C)
         img_bytes = (((Ho - 1) * s[0] + (KH - 1) * d[0] + 1) *
                      ((Wo - 1) * s[1] + (KW - 1) * d[1] + 1) * x.shape[3] + Ho * Wo * Co) * 4
         geom = (Ho, Wo, H, W, KH, KW, s[0], s[1], p[0], p[2], d[0], d[1], _t.TILE_P)
@@ -204,7 +213,7 @@ def conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), g
         _f.conv_fwd(x, wp, bp, y, residual if has_res else y[:0], has_res, s[0], s[1], p[0],
                     p[2], KH, KW, d[0], d[1], groups, *table, *last, imgs, chunks,
                     apply and fuse, np.float32(lo), np.float32(hi), 4 * numba.get_num_threads(),
-                    wide)
+                    kernel)
         if fuse:
             return y
     else:
