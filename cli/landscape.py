@@ -31,12 +31,17 @@ def landscape(
     radius: Annotated[float, typer.Option(min=0.0, help="Radius of the sharpness figure.")] = 0.25,
     directions: Annotated[int, typer.Option(min=1, help="Directions for the sharpness figure.")] = 8,
     include_bias_bn: Annotated[bool, typer.Option(help="Also perturb biases and batch norm.")] = False,
+    worst_rho: Annotated[float, typer.Option(min=0.0, help=(
+        "Radius of the worst-case (SAM/SAQ) sharpness L(Q(w) + rho g/||g||) - L(Q(w)), "
+        "reported beside the random-direction figure."))] = 0.05,
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("landscape"),
     json_: JsonOpt = False,
 ) -> None:
     """Loss landscape (Li et al. 2018) along filter-normalised random directions: data
-    (HDF5 and CSV), plots, and a sharpness figure (mean loss rise at a fixed radius)."""
+    (HDF5 and CSV), plots, and two sharpness figures: the mean loss rise at a fixed radius
+    along random directions, and the worst-case (gradient-ascent) rise of SAM/SAQ."""
     from numharden.analysis.landscape import MODES, landscape as compute, plot_landscape, sharpness
+    from numharden.train import worst_case_sharpness
 
     modes = list(MODES) if mode == "both" else [mode]
     if any(m not in MODES for m in modes):
@@ -65,6 +70,8 @@ def landscape(
             summary["modes"][md] = {"sharpness": sh, "center_loss": r["center_loss"],
                                     "center_accuracy": r["center_accuracy"],
                                     "files": [f"{stem}.h5", f"{stem}.csv", *plots]}
+    summary["worst_case"] = worst_case_sharpness(m, ds.images, ds.labels, rho=worst_rho,
+                                                 perturb_bias=include_bias_bn)
     if json_:
         emit_json(summary)
         return
@@ -76,6 +83,9 @@ def landscape(
         t.add_row(label, f"{s['center_loss']:.4f}", f"{100 * s['center_accuracy']:.2f}%",
                   f"{s['sharpness']['rise']:.4f}", f"{s['sharpness']['rise_sem']:.4f}")
     out.print(t)
+    wc = summary["worst_case"]
+    out.print(f"worst-case sharpness L(Q(w) + rho g/||g||) - L(Q(w)) at rho {worst_rho:g}: "
+              f"{wc['rise']:.4f} (||g|| {wc['grad_norm']:.4g})")
     out.print(f"data and plots in {output}/")
 
 

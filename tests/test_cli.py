@@ -96,6 +96,9 @@ def test_landscape_writes_documented_files(files, tmp_path):
         rows = list(csv.reader(fh))
     assert rows[0] == ["alpha", "loss", "accuracy"] and len(rows) == 4
     assert all(str(p).startswith(str(out)) for p in s["files"])
+    wc = d["worst_case"]
+    assert wc["rho"] == 0.05 and wc["images"] == 60 and wc["rise"] > 0
+    assert wc["center_loss"] == pytest.approx(s["center_loss"], rel=1e-5)
 
 
 def test_sweep_resume_and_shards_merge(files, tmp_path):

@@ -287,3 +287,76 @@ def test_make_step_specs_and_recipe():
 def test_bad_specs_raise_config_errors(spec, match):
     with pytest.raises(ConfigError, match=match):
         make_step(spec)
+
+
+# -- worst-case sharpness -----------------------------------------------------------------------
+
+def _ce(logits, y):
+    z = logits - logits.max(axis=1, keepdims=True)
+    return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+
+
+def _inference_loss(model, x, y):
+    """Loss through the inference executor (batch norm folded), float64."""
+    for t in model.params.values():
+        t.touch()   # codes were edited in place
+    return _ce(model.forward(model.normalize(x), dtype=np.float64), y)
+
+
+def test_worst_case_sharpness_equals_finite_difference_ascent():
+    """fp32 storage: Q is the identity, so g can be taken by central differences of the
+    inference loss on the stored codes, and L(w + rho g/||g||) evaluated by storing it."""
+    from numharden.train import worst_case_sharpness
+    b = GraphBuilder((1, 4, 4), seed=2)
+    x = b.relu("relu", b.batchnorm("bn", b.conv2d("conv", b.input, 3, 3, padding=1)))
+    m = b.build(b.linear("fc", b.flatten("flat", x), 3), weight_format="fp32")
+    xs, ys = _batch(n=40, seed=3)
+    names = ["conv.weight", "fc.weight"]        # perturb_bn=False, perturb_bias=False
+    base = {n: m.params[n].codes.copy() for n in names}
+    g = {}
+    h = 1e-3
+    for n in names:
+        gn = np.zeros(base[n].shape)
+        for i in np.ndindex(base[n].shape):
+            vals = []
+            for s in (h, -h):
+                m.params[n].codes[i] = base[n][i] + s
+                vals.append(_inference_loss(m, xs, ys))
+            m.params[n].codes[i] = base[n][i]
+            gn[i] = (vals[0] - vals[1]) / (2 * h)
+        g[n] = gn
+    norm = np.sqrt(sum((v ** 2).sum() for v in g.values()))
+    rho = 0.05
+    for n in names:
+        m.params[n].codes[...] = (base[n] + rho * g[n] / norm).astype(np.float32)
+    expect = _inference_loss(m, xs, ys)
+    for n in names:
+        m.params[n].codes[...] = base[n]
+    center = _inference_loss(m, xs, ys)
+    r = worst_case_sharpness(m, xs, ys, rho=rho, perturb_bn=False, batch_size=16)
+    assert r["perturbed"] == names
+    assert r["center_loss"] == pytest.approx(center, rel=1e-6)
+    assert r["grad_norm"] == pytest.approx(norm, rel=1e-3)
+    assert r["perturbed_loss"] == pytest.approx(expect, rel=1e-4)
+    assert r["rise"] > 0
+    # first order: a small ball rises by rho ||g||
+    small = worst_case_sharpness(m, xs, ys, rho=1e-4, perturb_bn=False)
+    assert small["rise"] == pytest.approx(1e-4 * norm, rel=0.02)
+    # the codes are untouched and the batch size only changes rounding
+    assert all(np.array_equal(m.params[n].codes, base[n]) for n in names)
+    whole = worst_case_sharpness(m, xs, ys, rho=rho, perturb_bn=False, batch_size=40)
+    assert whole["rise"] == pytest.approx(r["rise"], rel=1e-9)
+
+
+def test_worst_case_sharpness_quantised_model_and_errors():
+    from numharden.train import worst_case_sharpness
+    m = _bn_net(seed=4)
+    xs, ys = _batch(n=24, seed=5)
+    r = worst_case_sharpness(m, xs, ys, rho=0.1)
+    assert r["center_loss"] == pytest.approx(_inference_loss(m, xs, ys), rel=1e-6)
+    assert set(r["perturbed"]) == {"conv.weight", "fc.weight", "bn.weight", "bn.bias"}
+    assert r["rise"] > 0
+    with pytest.raises(ConfigError, match="rho"):
+        worst_case_sharpness(m, xs, ys, rho=0.0)
+    with pytest.raises(ConfigError, match="rho"):
+        worst_case_sharpness(m, xs, ys, rho=float("nan"))

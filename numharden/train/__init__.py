@@ -12,7 +12,7 @@ from .loop import EpochEvent, History, StepEvent, evaluate, train
 from .optim import SGD, Adam, Optimizer, make_optimizer
 from .schedule import Constant, Cosine, Schedule, Step, Warmup, make_schedule
 from .regularize import ActivationL1, SparsityMeter, parse_act_l1
-from .sharpness import ASAMStep, SAMStep, SAQStep, make_step
+from .sharpness import ASAMStep, SAMStep, SAQStep, make_step, worst_case_sharpness
 from .steps import PlainStep, StepResult
 from .trainable import Trainable
 

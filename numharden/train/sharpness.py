@@ -248,3 +248,80 @@ def make_step(spec=None) -> PlainStep:
     except TypeError as e:
         raise ConfigError(f"method {name!r}: bad option(s) {sorted(opts)} ({e}); see "
                           f"numharden.train.sharpness.{METHODS[name].__name__}") from None
+
+
+def worst_case_sharpness(model, images, labels, *, rho: float = 0.05, batch_size: int = 500,
+                         perturb_bn: bool = True, perturb_bias: bool = False,
+                         dtype=np.float64) -> dict:
+    """Worst-case (SAM/SAQ) sharpness ``L(Q(w) + rho g/||g||) - L(Q(w))``.
+
+    ``g = dL/dQ(w)`` is the gradient of the mean cross-entropy over the given fixed image
+    subset with respect to the *stored, quantised* values (conv / linear weights, plus
+    batch-norm weight and bias with ``perturb_bn``, conv / linear biases with
+    ``perturb_bias``), in evaluation mode (batch norm uses its running statistics), and
+    ``||.||`` is one norm over all those tensors jointly -- the one-step ascent direction
+    SAQ trains against. This is the first-order worst case within the ``rho`` ball; the
+    random-direction figure (:func:`numharden.analysis.landscape.sharpness`) averages
+    over directions instead, and the two can rank models differently.
+
+    Parameters
+    ----------
+    model : Model
+    images : ndarray, shape (N, C, H, W) or (N, H, W), raw (uint8 or float)
+    labels : ndarray, shape (N,), int
+    rho : float > 0
+        Radius of the perturbation (in the units of the decoded weights).
+    batch_size : int
+        Images per forward/backward pass (the gradient is accumulated over batches, so
+        the result does not depend on it beyond rounding).
+    dtype : numpy float dtype
+        Precision of the passes (float64 by default).
+
+    Returns
+    -------
+    dict
+        ``rise``, ``center_loss``, ``perturbed_loss``, ``grad_norm``, ``rho``,
+        ``perturbed`` (tensor names), ``images``.
+    """
+    from ..autograd import functional as F, no_grad
+    from ..autograd.tensor import data_of
+    from .trainable import Trainable
+
+    rho = _nonneg("worst_case_sharpness", "rho", rho)
+    if rho == 0.0:
+        raise ConfigError("worst_case_sharpness: rho must be > 0, e.g. 0.05")
+    if int(batch_size) < 1:
+        raise ConfigError(f"worst_case_sharpness: batch_size must be >= 1, got {batch_size}")
+    tr = Trainable(model, dtype=dtype)
+    kinds = {"weight"} | ({"bn"} if perturb_bn else set()) | ({"bias"} if perturb_bias else set())
+    names = [n for n, k in tr.kinds.items() if k in kinds]
+    x, y = tr.normalize(images), np.asarray(labels)
+    n = len(y)
+    if n == 0 or len(x) != n:
+        raise ConfigError(f"worst_case_sharpness needs images and labels of one non-zero "
+                          f"length, got {len(x)} images and {n} labels")
+    grads = {k: np.zeros(tr.params[k].shape, np.float64) for k in names}
+    center = 0.0
+    for s in range(0, n, int(batch_size)):
+        xb, yb = x[s:s + batch_size], y[s:s + batch_size]
+        zeros = {k: Tensor(np.zeros(tr.params[k].shape, tr.dtype), requires_grad=True)
+                 for k in names}
+        tr.zero_grad()
+        loss = F.cross_entropy(tr.forward(xb, train=False, offsets=zeros), yb)
+        loss.backward()
+        w = len(yb) / n
+        center += w * float(data_of(loss))
+        for k, z in zeros.items():
+            if z.grad is not None:
+                grads[k] += w * np.asarray(z.grad, np.float64)
+    norm = _SharpnessStep.joint_norm(grads)
+    scale = rho / norm if norm > 0 else 0.0
+    eps = {k: (g * scale).astype(tr.dtype) for k, g in grads.items()}
+    perturbed = 0.0
+    with no_grad():
+        for s in range(0, n, int(batch_size)):
+            xb, yb = x[s:s + batch_size], y[s:s + batch_size]
+            logits = tr.forward(xb, train=False, offsets=eps)
+            perturbed += len(yb) / n * float(data_of(F.cross_entropy(logits, yb)))
+    return {"rise": perturbed - center, "center_loss": center, "perturbed_loss": perturbed,
+            "grad_norm": norm, "rho": rho, "perturbed": names, "images": n}
