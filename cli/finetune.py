@@ -61,6 +61,8 @@ def finetune(
         step.penalty.bind(m.graph)
     train_ds = load_data_arg(data, split="train")
     test_ds = load_data_arg(eval_data or data, split="test")
+    for ds, what in ((train_ds, "training data"), (test_ds, "evaluation data")):
+        ds.check_for_model(m.num_classes, m.graph.input_shape, what)  # before the progress bar
     trained, _ = run_with_progress(json_, lambda cb: run_training(
         m, train_ds, epochs=epochs, batch_size=batch_size, optimizer=opt, schedule=sched,
         seed=seed, eval_data=test_ds, callback=cb, step=step,

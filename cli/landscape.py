@@ -49,6 +49,7 @@ def landscape(
     m = load_model_arg(model)
     ds = load_data_arg(data, split=split)
     ds = ds.subset(min(images, len(ds)))
+    ds.check_for_model(m.num_classes, m.graph.input_shape)
     output.mkdir(parents=True, exist_ok=True)
     summary = {"model": model_label(model), "data": ds.name, "images": len(ds),
                "output": str(output), "modes": {}}

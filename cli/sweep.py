@@ -45,8 +45,9 @@ def parse_bers(bers: list[float] | None, ber_range: str | None) -> list[float]:
 
 def default_out(spec, cfg, checksum: str) -> Path:
     """A store folder named after the campaign, so the same command resumes it."""
-    blob = json.dumps({"spec": {k: v for k, v in vars(spec).items() if k != "_cache"},
-                       "config": cfg.to_dict(), "model": checksum}, sort_keys=True, default=str)
+    from numharden.campaign.store import identity_spec
+    blob = json.dumps({"spec": identity_spec(spec.describe()), "config": cfg.to_dict(),
+                       "model": checksum}, sort_keys=True, default=str)
     stem = Path(spec.model).stem
     return Path("numharden-runs") / f"sweep-{stem}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 

@@ -8,7 +8,6 @@ import numpy as np
 
 from .. import config, ops
 from ..autograd.tensor import data_of
-from ..errors import ShapeError
 
 SPARSE_OPS = ("relu", "relu6", "act_quant")
 
@@ -101,9 +100,7 @@ def evaluate(model, dataset, *, batch_size: int | None = None, hook=None,
         NaN/Inf) and ``predictions`` (ndarray of int, not JSON-serialised by the CLI).
     """
     n, k = len(dataset.labels), model.num_classes
-    if dataset.labels.size and int(dataset.labels.max()) >= k:
-        raise ShapeError(f"dataset {dataset.name!r} has label {int(dataset.labels.max())} but "
-                         f"the model has only {k} classes; use matching data")
+    dataset.check_for_model(model.num_classes, model.graph.input_shape)
     bs = int(batch_size or config.get("batch_size"))
     observer = sparsity_observer()
     preds = np.empty(n, np.int64)

@@ -102,12 +102,16 @@ class FaultSweepSpec:
             data = load_dataset(self.data, split="test")
             if self.images is not None:
                 data = data.subset(min(self.images, len(data)))
+            data.check_for_model(model.num_classes, model.graph.input_shape, "campaign data")
             self._cache["model"], self._cache["data"] = model, data
         return self._cache["model"], self._cache["data"]
 
     def describe(self) -> dict:
         _, data = self.loaded()
-        d = {k: v for k, v in asdict(self).items() if k != "_cache"}
+        d = {k: v for k, v in asdict(self).items() if k not in ("_cache", "model", "data")}
+        # the model and the data are identified by content (model checksum, data_sha256);
+        # the paths as typed are kept for humans and excluded from the campaign identity
+        d["paths"] = {"model": self.model, "data": self.data}
         d["mix"] = list(self.mix) if self.mix else None
         d["include"], d["exclude"] = list(self.include), list(self.exclude)
         h = hashlib.sha256(np.ascontiguousarray(data.images).tobytes())

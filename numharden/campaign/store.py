@@ -45,7 +45,7 @@ from ..errors import ConfigError, FormatError
 from .spec import RESULT_FIELDS, CampaignConfig, canonical_json
 
 __all__ = ["CampaignStore", "RecordWriter", "LoadedRecords", "HEADER_NAME", "RECORDS_DIR",
-           "campaign_key", "record_key", "same_result", "worker_id"]
+           "INFO_KEYS", "identity_spec", "campaign_key", "record_key", "same_result", "worker_id"]
 
 HEADER_NAME = "campaign.json"
 RECORDS_DIR = "records"
@@ -54,8 +54,26 @@ _VERSION = 1
 _META_FIELDS = ("key", "group", "ber", "trial", "seed", "duration", "worker", "time")
 
 
+# Members of a trial spec's description that are for humans only (paths as typed): the
+# model and data are identified by content (model checksum, the spec's data digest), so
+# a store resumes and merges from any working directory or mount point.
+INFO_KEYS = ("paths",)
+# Before content identity, specs carried the paths as typed under these keys.
+_LEGACY_PATH_KEYS = ("model", "data")
+
+
+def identity_spec(spec: dict) -> dict:
+    """The part of a spec description that identifies a campaign (without INFO_KEYS;
+    for a header written before content identity, also without its typed paths)."""
+    drop = INFO_KEYS if "paths" in spec or "data_sha256" not in spec else \
+        INFO_KEYS + _LEGACY_PATH_KEYS
+    return {k: v for k, v in spec.items() if k not in drop}
+
+
 def campaign_key(config: dict, spec: dict, model_checksum: str) -> str:
-    """16-hex-digit identity of a campaign: SHA-256 of its canonical configuration."""
+    """16-hex-digit identity of a campaign: SHA-256 of its canonical configuration
+    (the spec without its informational members, see :data:`INFO_KEYS`)."""
+    spec = {k: v for k, v in spec.items() if k not in INFO_KEYS}
     blob = canonical_json({"config": config, "spec": spec, "model_checksum": model_checksum})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -253,8 +271,11 @@ class CampaignStore:
             if missing:
                 raise ValueError(f"missing fields {sorted(missing)}")
             CampaignConfig.from_dict(header["config"])
-            if header["campaign_key"] != campaign_key(header["config"], header["spec"],
-                                                      header["model_checksum"]):
+            legacy = hashlib.sha256(canonical_json(
+                {k: header[k] for k in ("config", "spec", "model_checksum")}).encode()
+            ).hexdigest()[:16]   # headers written before INFO_KEYS existed
+            if header["campaign_key"] not in (legacy, campaign_key(
+                    header["config"], header["spec"], header["model_checksum"])):
                 raise ValueError("campaign_key does not match the stored configuration")
         except (ValueError, TypeError) as exc:
             raise FormatError(f"campaign header {head} is inconsistent ({exc}); {fix}") \
@@ -266,7 +287,8 @@ class CampaignStore:
         """Human-readable differences between this header and ``wanted`` (a dict with
         ``config``, ``spec`` and ``model_checksum``); empty when they are the same."""
         diffs = _dict_diff("", self.header["config"], wanted["config"], stored, requested)
-        diffs += _dict_diff("spec", self.header["spec"], wanted["spec"], stored, requested)
+        diffs += _dict_diff("spec", identity_spec(self.header["spec"]),
+                            identity_spec(wanted["spec"]), stored, requested)
         if self.header["model_checksum"] != wanted["model_checksum"]:
             diffs.append(f"model checksum: {stored} {self.header['model_checksum']!r}, "
                          f"{requested} {wanted['model_checksum']!r} (the model changed)")

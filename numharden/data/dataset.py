@@ -128,6 +128,30 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def check_for_model(self, num_classes: int, input_shape, what: str = "dataset") -> None:
+        """Refuse data a model with ``num_classes`` outputs and per-sample input
+        ``input_shape`` (C, H, W) cannot be scored on: no images, other image shape, or a
+        label outside ``0 .. num_classes - 1`` (every image would count as wrong).
+
+        Raises
+        ------
+        ShapeError
+            Naming the dataset, what the model expects and what was found.
+        """
+        where = f"{what} {self.name!r}" + (f" ({self.source})" if self.source else "")
+        if len(self) == 0:
+            raise ShapeError(f"{where} holds no images; give data with at least one "
+                             f"labelled image")
+        want = tuple(int(d) for d in input_shape)
+        if self.image_shape != want:
+            raise ShapeError(f"{where} holds images of shape {self.image_shape}, the model "
+                             f"expects {want} (C, H, W); use data of the model's input size")
+        lo, hi = int(self.labels.min()), int(self.labels.max())
+        if lo < 0 or hi >= num_classes:
+            raise ShapeError(f"{where} has labels {lo}..{hi}, but the model has "
+                             f"{num_classes} classes (labels 0..{num_classes - 1}); use data "
+                             f"labelled for this model, or a model with matching classes")
+
     def subset(self, n_or_indices: int | Sequence[int] | np.ndarray) -> Dataset:
         """A new Dataset holding the first ``n`` samples or the given indices (copied).
 

@@ -21,7 +21,7 @@ from .. import __version__, config
 from ..analysis.evaluate import evaluate as evaluate_model
 from ..autograd import functional as F, no_grad
 from ..data import Dataset
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
 from .optim import make_optimizer
 from .schedule import make_schedule
 from .regularize import SparsityMeter
@@ -126,13 +126,7 @@ def _check_data(data, what: str, trainable: Trainable) -> None:
     if not isinstance(data, Dataset):
         raise ConfigError(f"{what} must be a numharden Dataset, found {type(data).__name__}; "
                           "load one with numharden.data.load_dataset")
-    if data.image_shape != trainable.graph.input_shape:
-        raise ShapeError(f"{what} {data.name!r} holds images of shape {data.image_shape}, the "
-                         f"model expects {trainable.graph.input_shape}")
-    if data.num_classes > trainable.graph.num_classes or len(data) == 0:
-        raise ShapeError(f"{what} {data.name!r} has {data.num_classes} classes and {len(data)} "
-                         f"images; the model has {trainable.graph.num_classes} outputs and "
-                         "needs at least one image")
+    data.check_for_model(trainable.graph.num_classes, trainable.graph.input_shape, what)
 
 
 def _check_normalization(norm, channels: int) -> dict:
