@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -97,3 +98,44 @@ def emit_json(obj) -> None:
 
 def pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def check_output(output, *inputs, what: str = "-o") -> Path:
+    """Refuse an output path that would destroy an input or cannot be written, before any
+    work is done.
+
+    ``inputs`` are model specs (paths or built-in names), data specs or other files the
+    command reads; None entries are skipped. The output is refused when it resolves to
+    the same file as any of them (also through a symlink or another spelling such as
+    ``./m.h5``), when it is a directory, or when its folder does not exist or is not
+    writable.
+    """
+    from numharden.errors import ConfigError
+    from numharden.io.hdf5 import resolve_model_path
+
+    out_path = Path(output)
+    shown = str(output)
+    if out_path.is_dir():
+        raise ConfigError(f"{what} {shown!r} is a directory; give a file path such as "
+                          f"{str(out_path / 'model.h5')!r}")
+    for spec in inputs:
+        if spec is None:
+            continue
+        candidates = [Path(spec)]
+        try:
+            candidates.append(resolve_model_path(spec))
+        except Exception:  # not a model spec: a data file or folder
+            pass
+        for c in candidates:
+            if c.exists() and out_path.exists() and os.path.samefile(c, out_path):
+                raise ConfigError(f"{what} {shown!r} is the same file as the input "
+                                  f"{str(spec)!r}; writing it would replace the input. "
+                                  f"Choose another output name")
+    parent = out_path.parent if str(out_path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"{what} {shown!r}: folder {str(parent)!r} does not exist; create "
+                          f"it first or choose another path")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{what} {shown!r}: folder {str(parent)!r} is not writable; choose "
+                          f"another path")
+    return out_path

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import JsonOpt, ModelArg, emit_json, handle_errors, load_data_arg, load_model_arg, out, pct
+from .common import (JsonOpt, ModelArg, check_output, emit_json, handle_errors, load_data_arg,
+                     load_model_arg, model_label, out, pct)
 from .train import (ActL1Opt, BatchSizeOpt, EtaOpt, GammaOpt, MethodOpt, MilestonesOpt,
                     MomentumOpt, NesterovOpt, PerturbBiasOpt, PerturbBnOpt, RhoOpt, RhoWarmupOpt,
                     ScheduleOpt, WarmupOpt, WeightDecayOpt, optimizer_spec, run_with_progress,
@@ -56,6 +57,7 @@ def finetune(
                                act_l1))
     opt = optimizer_spec(optimizer, lr, weight_decay, momentum, nesterov)
     sched = schedule_spec(schedule, warmup_epochs, milestones, gamma)
+    check_output(output, model_label(model), data, eval_data)
     m = load_model_arg(model)
     if step.penalty is not None:  # unknown layer names fail before the progress bar
         step.penalty.bind(m.graph)

@@ -10,7 +10,28 @@ import typer
 
 from numharden.errors import ConfigError
 
-from .common import JsonOpt, ModelArg, emit_json, handle_errors, load_model_arg, out
+from rich.markup import escape
+
+from .common import (JsonOpt, ModelArg, check_output, emit_json, err, handle_errors,
+                     load_model_arg, model_label, out)
+
+
+def invalid_tensors(model) -> list:
+    """Names of stored tensors holding NaN/Inf values, and of activation clips that are not
+    finite and > 0: what faults can do and a clean model file may not hold."""
+    bad = []
+    with np.errstate(all="ignore"):
+        for name, st in model.params.items():
+            v = st.decode()
+            if not np.isfinite(v).all():
+                bad.append(name)
+        for node in model.graph.nodes:
+            if node.op == "act_quant":
+                c = model.params[node.params["clip"]].decode()
+                name = node.params["clip"]
+                if name not in bad and not (c > 0).all():
+                    bad.append(name)
+    return bad
 
 
 @handle_errors
@@ -31,6 +52,9 @@ def inject(
         "--faults", help="Replay this fault list (an .h5 written by inject) instead of "
                          "sampling.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Faulted model file (.h5).")] = ...,
+    faults_only: Annotated[bool, typer.Option(
+        "--faults-only", help="Write only the fault list (group /faults) to -o, not the "
+                              "faulted model; replay it with --faults.")] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Inject faults into a model's stored tensors and save the faulted model and fault list.
@@ -38,8 +62,10 @@ def inject(
     The fault list is stored inside the output file (group /faults, docs/FAULTS.md), so a
     simulator can read exactly which stored bits changed."""
     from numharden.faults import FaultModel, apply_faults, inject_faults
-    from numharden.faults.faulted import load_fault_list, save_faulted
+    from numharden.faults.faulted import load_fault_list, save_fault_list, save_faulted
+    from numharden.faults.model import select_names
 
+    check_output(output, model_label(model), faults)
     m = load_model_arg(model)
     if faults is not None:
         if ber is not None:
@@ -56,15 +82,27 @@ def inject(
                         include=include, exclude=tuple(exclude or ()), bits=bits)
         applied = inject_faults(m, fm, np.random.default_rng(seed))
         source = {"ber": ber, "fault": fault, "per": per, "seed": seed, "bits": bits,
-                  "tensors": list(include), "exclude": list(exclude or ())}
+                  "tensors": select_names(m.params, include, tuple(exclude or ())),
+                  "globs": list(tensors or ()), "exclude": list(exclude or ())}
     m.meta["faults"] = source | {"n_faults": len(applied), "n_masked": applied.n_masked}
-    save_faulted(m, applied, output)
-    summary = {"output": str(output), "n_faults": len(applied), "n_masked": applied.n_masked,
+    invalid = invalid_tensors(m)
+    if faults_only:
+        save_fault_list(applied, output)
+    else:
+        save_faulted(m, applied, output)
+    if invalid and not faults_only:
+        err.print(escape(f"warning: the faulted model holds values no clean model may hold "
+                         f"({', '.join(invalid)}); it is written as a faulted model file "
+                         f"(FORMAT.md section 8), which numharden loads and evaluates as "
+                         f"the hardware would (docs/FAULTS.md)"), style="yellow")
+    summary = {"output": str(output), "faults_only": faults_only, "invalid": invalid,
+               "n_faults": len(applied), "n_masked": applied.n_masked,
                "per_tensor": {name: int((applied.tensor == i).sum())
                               for i, name in enumerate(applied.names)
                               if (applied.tensor == i).any()}, **source}
     if json_:
         emit_json(summary)
     else:
-        out.print(f"wrote {output}: {len(applied)} faults ({applied.n_masked} masked) in "
-                  f"{len(summary['per_tensor'])} tensors; fault list in group /faults")
+        what = "fault list only" if faults_only else "faulted model; fault list in group /faults"
+        out.print(escape(f"wrote {output}: {len(applied)} faults ({applied.n_masked} masked) in "
+                         f"{len(summary['per_tensor'])} tensors ({what})"))

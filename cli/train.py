@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from numharden.errors import ConfigError
 
-from .common import JsonOpt, emit_json, err, handle_errors, load_data_arg, out, pct
+from .common import JsonOpt, check_output, emit_json, err, handle_errors, load_data_arg, out, pct
 
 MethodOpt = Annotated[str, typer.Option(
     help="Training step: sgd (ordinary step; the update itself is --optimizer's, so 'sgd' "
@@ -177,6 +177,7 @@ def train(
                                act_l1))
     opt = optimizer_spec(optimizer, lr, weight_decay, momentum, nesterov)
     sched = schedule_spec(schedule, warmup_epochs, milestones, gamma)
+    check_output(output, data, eval_data)
     train_ds = load_data_arg(data, split="train")
     test_ds = load_data_arg(eval_data or data, split="test")
     model = build(arch, input_shape=train_ds.image_shape,

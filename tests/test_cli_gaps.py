@@ -76,3 +76,64 @@ def test_store_identity_is_content_not_paths(fx, tmp_path, monkeypatch):
     r = runner.invoke(app, ["sweep", str(fx / "m.h5"), "--data", str(fx / "good.npz"),
                             "--images", "100", *args])
     _refused(r, "holds a different campaign", "data_sha256")
+
+
+@pytest.mark.parametrize("cmd", [["inject", "--ber", "1e-3"],
+                                 ["finetune", "--epochs", "1", "--batch-size", "60",
+                                  "--data", "DATA"]])
+def test_output_equal_to_an_input_is_refused(fx, tmp_path, monkeypatch, cmd):
+    src = tmp_path / "m.h5"
+    src.write_bytes((fx / "m.h5").read_bytes())
+    os.symlink(src, tmp_path / "link.h5")
+    monkeypatch.chdir(tmp_path)
+    cmd = [str(fx / "good.npz") if c == "DATA" else c for c in cmd]
+    before = src.read_bytes()
+    for o in ("m.h5", "./m.h5", str(src), "link.h5"):
+        r = runner.invoke(app, [cmd[0], "m.h5", *cmd[1:], "-o", o])
+        _refused(r, "same file as the input", "another output name")
+        assert src.read_bytes() == before
+    r = runner.invoke(app, ["inject", str(fx / "m.h5"), "--ber", "1e-3", "-o", "no/such/x.h5"])
+    _refused(r, "'no/such/x.h5'", "does not exist")
+    r = runner.invoke(app, ["inject", str(fx / "m.h5"), "--ber", "1e-3", "-o", str(tmp_path)])
+    _refused(r, "is a directory")
+
+
+def test_faulted_clips_are_trial_outcomes_not_errors(fx, tmp_path):
+    """Faults on activation clips at a high rate make clips <= 0, NaN or Inf: the campaign
+    finishes and counts those trials (SDC, NaN/Inf) instead of aborting, inject writes the
+    model (with a warning) and the fault list alone, and both replay."""
+    r = runner.invoke(app, ["sweep", str(fx / "m.h5"), "--data", str(fx / "good.npz"),
+                            "--tensors", "*.clip", "--ber", "0.3", "--trials", "6", "--no-plot",
+                            "--json", "--out", str(tmp_path / "S")])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.stdout.strip().splitlines()[-1])["rows"][0]
+    assert row["trials"] == 6 and row["mean_faults"] > 0
+    assert row["sdc_rate"] > 0
+    from numharden.io import load_model
+    for seed in range(20):  # find a draw that breaks a clip
+        out = tmp_path / f"f{seed}.h5"
+        r = runner.invoke(app, ["inject", str(fx / "m.h5"), "--tensors", "*.clip", "--ber",
+                                "0.3", "--seed", str(seed), "-o", str(out), "--json"])
+        assert r.exit_code == 0, r.output
+        d = json.loads(r.stdout.strip().splitlines()[-1])
+        assert d["tensors"] == [n for n in load_model(fx / "m.h5").params if n.endswith(".clip")]
+        if d["invalid"]:
+            break
+    else:
+        pytest.fail("no draw made a clip invalid")
+    assert "warning: the faulted model holds values" in r.stderr
+    faulted = load_model(out)       # a faulted model file loads and evaluates
+    ev = runner.invoke(app, ["eval", str(out), "--data", str(fx / "good.npz"), "--json"])
+    assert ev.exit_code == 0, ev.output
+    only = tmp_path / "list.h5"
+    r = runner.invoke(app, ["inject", str(fx / "m.h5"), "--tensors", "*.clip", "--ber", "0.3",
+                            "--seed", str(seed), "--faults-only", "-o", str(only), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout.strip().splitlines()[-1])["faults_only"]
+    replay = tmp_path / "replay.h5"
+    r = runner.invoke(app, ["inject", str(fx / "m.h5"), "--faults", str(only), "-o",
+                            str(replay)])
+    assert r.exit_code == 0, r.output
+    again = load_model(replay)
+    for n, st in faulted.params.items():
+        np.testing.assert_array_equal(again.params[n].codes.view(np.uint8),
+                                      st.codes.view(np.uint8))

@@ -55,9 +55,9 @@ def test_act_quant_errors():
     with pytest.raises(ConfigError, match="bits"):
         ops.act_quant(x, 17, 1.0)
     with pytest.raises(ConfigError, match="clip"):
-        ops.act_quant(x, 4, 0.0)
-    with pytest.raises(ConfigError, match="clip"):
-        ops.act_quant(x, 4, np.nan)
+        ops.act_quant(x, 4, [1.0, 2.0])
+    with pytest.raises(ConfigError, match="clip"):   # training needs a valid clip
+        ops.act_quant_vjp(x, x, 0.0)
     with pytest.raises(DTypeError):
         ops.act_quant(x.astype(np.int16), 4, 1.0)
     _, codes = ops.act_quant(x, 4, 1.0)
@@ -67,6 +67,23 @@ def test_act_quant_errors():
         ops.act_quant_from_codes(codes, 4, 1.0, np.float16)
     with pytest.raises(DTypeError):
         ops.act_quant_from_codes(codes.astype(np.int8), 4, 1.0)
+
+
+@pytest.mark.parametrize("clip,expect", [(0.0, 0.0), (-0.0, 0.0), (-2.5, 0.0), (-np.inf, 0.0),
+                                         (np.nan, np.nan), (np.inf, np.nan)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_faulted_clip_is_computed_as_documented(clip, expect, dtype):
+    """docs/FAULTS.md: a clip <= 0 clamps every activation to 0, a NaN/+inf clip makes
+    every output NaN; all codes are 0; the hook path (codes, then dequantise) agrees."""
+    x = np.array([-1.0, 0.0, 0.3, 2.0, np.inf, np.nan], dtype)
+    y, codes = ops.act_quant(x, 4, clip)
+    assert y.dtype == dtype and codes.dtype == np.uint8 and not codes.any()
+    np.testing.assert_array_equal(y, np.full(x.shape, expect, dtype))
+    assert not np.signbit(np.nan_to_num(y)).any()
+    np.testing.assert_array_equal(ops.act_quant_from_codes(codes, 4, clip, dtype), y)
+    y2, none = ops.act_quant(x, 4, clip, codes=False)
+    assert none is None
+    np.testing.assert_array_equal(y2, y)
 
 
 def test_act_quant_accepts_size1_clip_array():

@@ -95,7 +95,7 @@ def _umask() -> int:
     return 0o022
 
 
-def save_model(model: Model, path: str | os.PathLike) -> Path:
+def save_model(model: Model, path: str | os.PathLike, *, faulted: bool = False) -> Path:
     """Write ``model`` to ``path`` in format v1, atomically.
 
     The file is written to a temporary file in the same folder, flushed and fsynced, then
@@ -108,6 +108,11 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
     ----------
     model : Model
     path : str or PathLike
+    faulted : bool, keyword-only
+        The model holds injected faults (used by
+        :func:`numharden.faults.faulted.save_faulted`, which adds the ``/faults`` group):
+        NaN/Inf float codes and non-positive or non-finite activation clips are then
+        legitimate (docs/FORMAT.md section 8) and are written as they are.
 
     Returns
     -------
@@ -124,8 +129,8 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
     meta_text = _dumps(model.meta, "model.meta", where)
     graph = _check_contents(json.loads(graph_text), json.loads(meta_text), model.params, where)
     for name, st in model.params.items():
-        check_stored(name, st, where)
-    _check_semantics(graph, model.params, where)
+        check_stored(name, st, where, faulted=faulted)
+    _check_semantics(graph, model.params, where, faulted=faulted)
     entries = [(n, st.fmt.spec, st.axis if st.fmt.per_channel else None, st.codes,
                 st.scale if st.fmt.kind in ("int", "affine") else None,
                 st.zero_point if st.fmt.kind == "affine" else None)
@@ -235,6 +240,7 @@ def _read_all(f, where: str) -> Model:
     if not isinstance(group, h5py.Group):
         raise FormatError(f"{where}: /params must be a group, found a dataset")
     graph = _check_contents(graph_dict, meta, dict.fromkeys(group), where)
+    faulted = "faults" in f  # a faulted model file (FORMAT.md section 8)
     params, entries = {}, []
     for node in graph.nodes:
         for role, pname in node.params.items():
@@ -244,13 +250,13 @@ def _read_all(f, where: str) -> Model:
                 raise MissingTensorError(
                     f"{where}: parameter {pname!r} ({node.op} {role} of node {node.name!r}) is "
                     f"missing: no group /params/{pname}")
-            params[pname], entry = read_tensor(h5py, group, pname, where)
+            params[pname], entry = read_tensor(h5py, group, pname, where, faulted=faulted)
             entries.append(entry)
     try:
         graph.check_params(params)
     except NumhardenError as exc:
         raise type(exc)(f"{where}: {exc}") from None
-    _check_semantics(graph, params, where)
+    _check_semantics(graph, params, where, faulted=faulted)
     stored = f.attrs.get("sha256")
     if stored is not None:
         stored = stored.decode() if isinstance(stored, bytes) else str(stored)
@@ -262,16 +268,17 @@ def _read_all(f, where: str) -> Model:
     return Model(graph, params, meta)
 
 
-def _check_semantics(graph: Graph, params: dict, where: str) -> None:
-    """Value constraints that involve a node: act_quant clip > 0, running_var >= 0."""
+def _check_semantics(graph: Graph, params: dict, where: str, faulted: bool = False) -> None:
+    """Value constraints that involve a node: act_quant clip > 0, running_var >= 0
+    (neither in a faulted model, where a fault may have hit them)."""
     for node in graph.nodes:
-        if node.op == "act_quant":
+        if node.op == "act_quant" and not faulted:
             clip = params[node.params["clip"]].decode()
             if not (np.isfinite(clip).all() and (clip > 0).all()):
                 raise FormatError(f"{where}: act_quant node {node.name!r}: clip "
                                   f"{node.params['clip']!r} must be finite and > 0, found "
                                   f"{clip.tolist()}")
-        if node.op == "batchnorm":
+        if node.op == "batchnorm" and not faulted:
             var = params[node.params["running_var"]].decode()
             if (var < 0).any():
                 raise FormatError(f"{where}: batchnorm node {node.name!r}: running_var must be "

@@ -37,8 +37,12 @@ def _nonfinite(fmt: Format, codes: np.ndarray) -> np.ndarray:
     return ~np.isfinite(codes)
 
 
-def check_values(fmt: Format, codes, scale, zero_point, label: str) -> None:
+def check_values(fmt: Format, codes, scale, zero_point, label: str, *,
+                 faulted: bool = False) -> None:
     """Raise FormatError if codes, scale or zero point hold values the format forbids.
+
+    ``faulted=True`` (a faulted model file, FORMAT.md section 8) admits NaN/Inf float
+    codes, which bit faults legitimately produce; every other rule still applies.
 
     Parameters
     ----------
@@ -51,7 +55,7 @@ def check_values(fmt: Format, codes, scale, zero_point, label: str) -> None:
     """
     if codes.size:
         if fmt.kind == "float":
-            bad = _nonfinite(fmt, codes)
+            bad = _nonfinite(fmt, codes) if not faulted else np.zeros(0, bool)
             if bad.any():
                 first = tuple(int(i) for i in np.argwhere(bad)[0])
                 raise FormatError(
@@ -81,14 +85,14 @@ def check_values(fmt: Format, codes, scale, zero_point, label: str) -> None:
                 f"[{int(zero_point.min())}, {int(zero_point.max())}]")
 
 
-def check_stored(name: str, st: StoredTensor, where: str) -> None:
+def check_stored(name: str, st: StoredTensor, where: str, *, faulted: bool = False) -> None:
     """Check an in-memory StoredTensor before saving (same rules as loading)."""
     label = f"{where}: parameter {name!r}"
     _check_name(name, where)
     if not isinstance(st, StoredTensor):
         raise DTypeError(f"{label}: expected a StoredTensor, found {type(st).__name__}; "
                          "encode it with numharden.formats.parse_format(spec).encode(x)")
-    check_values(st.fmt, st.codes, st.scale, st.zero_point, label)
+    check_values(st.fmt, st.codes, st.scale, st.zero_point, label, faulted=faulted)
 
 
 def _check_name(name: str, where: str) -> None:
@@ -122,7 +126,8 @@ def _str_attr(value) -> str | None:
     return None
 
 
-def read_tensor(h5py, params_group, name: str, where: str) -> tuple[StoredTensor, tuple]:
+def read_tensor(h5py, params_group, name: str, where: str, *,
+                faulted: bool = False) -> tuple[StoredTensor, tuple]:
     """Read and check ``/params/<name>``.
 
     Returns
@@ -164,7 +169,7 @@ def read_tensor(h5py, params_group, name: str, where: str) -> tuple[StoredTensor
             raise ShapeError(f"{label}: {member} has shape {arr.shape}, expected {want} for "
                              f"{fmt.spec} codes of shape {codes.shape}"
                              + (f" along axis {axis}" if axis is not None else ""))
-    check_values(fmt, codes, scale, zp, label)
+    check_values(fmt, codes, scale, zp, label, faulted=faulted)
     try:
         st = StoredTensor(codes, fmt, scale, zp, axis)
     except NumhardenError as exc:  # anything the format itself still refuses

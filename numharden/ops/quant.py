@@ -37,18 +37,31 @@ def fake_quant_weight(w, fmt, axis=None):
     return np.asarray(fmt.encode(w, axis).decode(), dtype=w.dtype)
 
 
-def _step(name, x, bits, clip):
+def _clip_value(name, x, bits, clip):
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= bits <= 16:
         raise ConfigError(f"{name}: bits must be an int in [1, 16], found {bits!r}")
     c = np.asarray(clip)
     if c.size != 1 or c.dtype.kind not in "fiu":
         raise ConfigError(f"{name}: clip must be one real number (a scalar or a size-1 "
                           f"array), found {clip!r}")
-    clip_t = x.dtype.type(c.reshape(-1)[0])
+    return x.dtype.type(c.reshape(-1)[0])
+
+
+def _step(name, x, bits, clip):
+    clip_t = _clip_value(name, x, bits, clip)
     if not (math.isfinite(clip_t) and clip_t > 0):
         raise ConfigError(f"{name}: clip must be finite and > 0, found {clip!r}; "
                           "initialise the learnable clip to a positive value such as 6.0")
     return clip_t, clip_t / x.dtype.type(2 ** int(bits) - 1)
+
+
+def _invalid_clip_output(shape, dtype, clip_t):
+    """What a quantiser with a faulted clip register computes (docs/FAULTS.md): every code
+    is 0; the dequantised value is 0 for a clip <= 0 (the range [0, clip] is empty, every
+    input clamps to 0) and NaN for a NaN or +inf clip (step clip / (2^bits - 1) is not
+    finite, and code * step is NaN)."""
+    fill = dtype.type(0.0) if clip_t <= 0 else dtype.type(np.nan)
+    return np.full(shape, fill, dtype=dtype)
 
 
 def _code_dtype(bits):
@@ -67,7 +80,11 @@ def act_quant(x, bits, clip, *, codes=True):
     ----------
     x : ndarray, float32 or float64, any shape
     bits : int in [1, 16]
-    clip : float > 0, finite (or a size-1 array holding it)
+    clip : float (or a size-1 array holding it)
+        Normally finite and > 0. A faulted clip is computed as the hardware would: for
+        ``clip <= 0`` every code and output is 0; for a NaN or +inf clip every code is 0
+        and every output NaN (docs/FAULTS.md, "Faults on activation clips"). Training
+        (:func:`act_quant_vjp`) still requires a finite clip > 0.
     codes : bool, keyword-only
         False skips computing the codes (inference needs only ``y``; same ``y`` bits).
 
@@ -77,6 +94,10 @@ def act_quant(x, bits, clip, *, codes=True):
     codes : ndarray, shape of ``x``, uint8 (bits <= 8) or uint16; None if ``codes=False``
     """
     x = as_float("x", x)
+    clip_t = _clip_value("act_quant", x, bits, clip)
+    if not (math.isfinite(clip_t) and clip_t > 0):  # a fault hit the clip
+        return (_invalid_clip_output(x.shape, x.dtype, clip_t),
+                np.zeros(x.shape, _code_dtype(bits)) if codes else None)
     clip_t, s = _step("act_quant", x, bits, clip)
     y = np.empty_like(x)
     c = np.empty(x.shape if codes else (0,), dtype=_code_dtype(bits))
@@ -107,10 +128,13 @@ def act_quant_from_codes(codes, bits, clip, dtype=np.float32):
     if not isinstance(codes, np.ndarray) or codes.dtype not in (np.uint8, np.uint16):
         raise DTypeError(f"codes must be a uint8 or uint16 ndarray as returned by act_quant, "
                          f"found {getattr(codes, 'dtype', type(codes).__name__)}")
-    clip_t, s = _step("act_quant_from_codes", np.empty(0, dtype), bits, clip)
+    clip_t = _clip_value("act_quant_from_codes", np.empty(0, dtype), bits, clip)
     if codes.dtype != _code_dtype(bits):
         raise DTypeError(f"codes of {bits}-bit activations are {np.dtype(_code_dtype(bits))}, "
                          f"found {codes.dtype}")
+    if not (math.isfinite(clip_t) and clip_t > 0):
+        return _invalid_clip_output(codes.shape, dtype, clip_t)
+    clip_t, s = _step("act_quant_from_codes", np.empty(0, dtype), bits, clip)
     codes = np.ascontiguousarray(codes)
     y = np.empty(codes.shape, dtype=dtype)
     _k.act_dequant(codes.reshape(-1), s, y.reshape(-1))
