@@ -49,6 +49,7 @@ __all__ = ["CampaignStore", "RecordWriter", "LoadedRecords", "HEADER_NAME", "REC
 
 HEADER_NAME = "campaign.json"
 RECORDS_DIR = "records"
+_LOCK_NAME = "campaign.json.lock"   # only on filesystems without hard links
 _FORMAT = "numharden-campaign"
 _VERSION = 1
 _META_FIELDS = ("key", "group", "ber", "trial", "seed", "duration", "worker", "time")
@@ -201,8 +202,7 @@ class CampaignStore:
         wanted = {"config": config.to_dict(), "spec": spec, "model_checksum": model_checksum}
         wanted = json.loads(canonical_json(wanted))
         head = path / HEADER_NAME
-        if not head.exists():
-            cls._check_empty(path)
+        if not head.exists() and cls._check_empty(path):
             path.mkdir(parents=True, exist_ok=True)
             header = dict(format=_FORMAT, version=_VERSION,
                           campaign_key=campaign_key(**wanted), **wanted,
@@ -215,10 +215,15 @@ class CampaignStore:
         return store
 
     @staticmethod
-    def _check_empty(path: Path) -> None:
+    def _check_empty(path: Path) -> bool:
+        """True when a store may be created at ``path`` (missing or empty directory); False
+        when another process created the header meanwhile (open it and compare)."""
         if not path.is_dir():
-            return
-        names = [p.name for p in path.iterdir() if not p.name.startswith(HEADER_NAME + ".tmp-")]
+            return True
+        names = [p.name for p in path.iterdir()
+                 if not p.name.startswith((HEADER_NAME + ".tmp-", _LOCK_NAME))]
+        if HEADER_NAME in names or (path / HEADER_NAME).exists():
+            return False   # created by a concurrent process since we looked
         if RECORDS_DIR in names:
             raise FormatError(f"campaign store {path} has a {RECORDS_DIR}/ folder but no "
                               f"{HEADER_NAME}: the store is damaged; restore {HEADER_NAME} "
@@ -227,6 +232,7 @@ class CampaignStore:
             raise ConfigError(f"campaign output {path} is a non-empty directory that is not "
                               f"a campaign store (found {sorted(names)[:5]}); choose a new "
                               f"or empty --out directory")
+        return True
 
     @staticmethod
     def _write_header(path: Path, header: dict) -> None:
@@ -239,16 +245,44 @@ class CampaignStore:
         finally:
             os.close(fd)
         try:
-            os.link(tmp, path / HEADER_NAME)  # fails if another process got there first
-        except FileExistsError:
-            pass  # the winner's header is compared with ours by the caller
-        except OSError:  # filesystem without hard links: rename is still atomic
-            if not (path / HEADER_NAME).exists():
-                os.replace(tmp, path / HEADER_NAME)
+            try:
+                os.link(tmp, path / HEADER_NAME)  # fails if another process got there first
+            except FileExistsError:
+                pass  # the winner's header is compared with ours by the caller
+            except OSError:  # filesystem without hard links
+                CampaignStore._publish_without_links(path, tmp)
         finally:
             if tmp.exists():
                 tmp.unlink()
         _fsync_dir(path)
+
+    @staticmethod
+    def _publish_without_links(path: Path, tmp: Path, wait: float = 30.0) -> None:
+        """Move ``tmp`` to the header name unless a header exists, with ``mkdir`` of a lock
+        directory (atomic everywhere, NFS included) deciding between concurrent creators:
+        an exists-check followed by a rename would let two different campaigns overwrite
+        each other's header. Losers wait for the winner's header (compared by the caller)."""
+        head, lock = path / HEADER_NAME, path / _LOCK_NAME
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                os.mkdir(lock)
+            except FileExistsError:
+                if head.exists():
+                    return
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"campaign store {path}: another process holds {lock} but wrote no "
+                        f"{HEADER_NAME} within {wait:.0f} s; if no other run is creating this "
+                        f"store, remove {lock} and retry") from None
+                time.sleep(0.01)
+                continue
+            try:
+                if not head.exists():
+                    os.replace(tmp, head)
+            finally:
+                os.rmdir(lock)
+            return
 
     @staticmethod
     def _read_header(head: Path) -> dict:
