@@ -34,6 +34,8 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            from numharden import config
+            config.check_environment()  # bad NUMHARDEN_* values: one line, before any work
             return fn(*args, **kwargs)
         except NumhardenError as e:
             fail(str(e))

@@ -85,6 +85,9 @@ def sweep(
         "--out", help="Result store folder (resumable); default numharden-runs/sweep-...")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Local worker processes.")] = None,
     scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address.")] = None,
+    connect_timeout: Annotated[Optional[float], typer.Option(
+        min=0.001, max=3600.0, help="Seconds to wait for the Dask scheduler (default 5, "
+                                    "or NUMHARDEN_CONNECT_TIMEOUT).")] = None,
     shard: Annotated[Optional[str], typer.Option(help="Run only shard i/n (merge later).")] = None,
     plot: Annotated[Optional[bool], typer.Option(
         "--plot/--no-plot", help="Write sweep.png/.svg (needs the 'plot' extra); default: "
@@ -123,7 +126,8 @@ def sweep(
             bar.update(task, completed=p.done, total=p.planned, ber=f"{p.ber:.3g}",
                        acc=pct(p.accuracy))
         result = run_campaign(spec, cfg, store, workers=workers, scheduler=scheduler,
-                              shard=parse_shard(shard) if shard else None, progress=progress)
+                              shard=parse_shard(shard) if shard else None, progress=progress,
+                              connect_timeout=connect_timeout)
     d = result.to_dict()
     if cfg.groups is not None and result.baseline_acc is not None:
         d["ranking"] = rank_groups(result)

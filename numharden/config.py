@@ -37,10 +37,24 @@ DEFAULTS: dict[str, object] = {
     "data_dir": "/usr/share/datasets/fashion-mnist",
     # default built-in model
     "default_model": "lenet5-fmnist-w4a4",
+    # seconds to wait for a Dask scheduler to accept a connection
+    "connect_timeout": 5.0,
 }
 
 _TYPES = {"batch_size": int, "threads": int, "blas_threads": int, "malloc_keep_mb": int, "wide_kernels": int,
-          "campaign_cache_mb": float, "data_dir": str, "default_model": str}
+          "campaign_cache_mb": float, "data_dir": str, "default_model": str,
+          "connect_timeout": float}
+
+# valid range of each numeric setting: (lowest, highest or None, what it means)
+_RANGES = {
+    "batch_size": (1, None, "images per inference batch"),
+    "threads": (0, None, "numba threads, 0 = all cores"),
+    "blas_threads": (0, None, "BLAS threads, 0 = leave the BLAS library as it is"),
+    "malloc_keep_mb": (0, None, "MiB, 0 = leave malloc as it is"),
+    "wide_kernels": (0, 1, "1 = use AVX-512 kernels where available, 0 = never"),
+    "campaign_cache_mb": (0, None, "MiB per campaign worker"),
+    "connect_timeout": (0.001, 3600, "seconds"),
+}
 
 
 def get(key: str):
@@ -50,13 +64,31 @@ def get(key: str):
     env = os.environ.get("NUMHARDEN_" + key.upper())
     if env is None:
         return DEFAULTS[key]
+    name = f"NUMHARDEN_{key.upper()}"
+    kind = _TYPES[key]
+    lo, hi, meaning = _RANGES.get(key, (None, None, ""))
+    expect = ("an integer" if kind is int else "a number" if kind is float else "a string")
+    if lo is not None:
+        expect += f" >= {lo}" if hi is None else f" in [{lo}, {hi}]"
+    if meaning:
+        expect += f" ({meaning})"
     try:
-        return _TYPES[key](env)
+        value = kind(env)
     except ValueError:
-        raise ConfigError(
-            f"environment variable NUMHARDEN_{key.upper()}={env!r} is not a valid "
-            f"{_TYPES[key].__name__}; unset it or give e.g. {DEFAULTS[key]!r}"
-        ) from None
+        value = None
+    if kind is float and value is not None and value != value:  # NaN
+        value = None
+    if value is None or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"environment variable {name}={env!r} must be {expect}; unset it "
+                          f"or give e.g. {DEFAULTS[key]!r}")
+    return value
+
+
+def check_environment() -> None:
+    """Validate every ``NUMHARDEN_*`` environment variable numharden reads (raises
+    :class:`ConfigError` naming the first bad one and its valid range)."""
+    for key in DEFAULTS:
+        get(key)
 
 
 def package_dir() -> Path:

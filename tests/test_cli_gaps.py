@@ -137,3 +137,43 @@ def test_faulted_clips_are_trial_outcomes_not_errors(fx, tmp_path):
     for n, st in faulted.params.items():
         np.testing.assert_array_equal(again.params[n].codes.view(np.uint8),
                                       st.codes.view(np.uint8))
+
+
+def _cli(args, env=None, timeout=60):
+    import subprocess
+    import sys
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "numharden_cli.app", *args], env=e,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _one_error_line(p, *words):
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("var,value,words", [
+    ("NUMHARDEN_THREADS", "-2", ("NUMHARDEN_THREADS", ">= 0")),
+    ("NUMHARDEN_BATCH_SIZE", "0", ("NUMHARDEN_BATCH_SIZE", ">= 1")),
+    ("NUMHARDEN_BATCH_SIZE", "lots", ("NUMHARDEN_BATCH_SIZE", "an integer")),
+    ("NUMHARDEN_WIDE_KERNELS", "7", ("NUMHARDEN_WIDE_KERNELS", "[0, 1]")),
+    ("NUMHARDEN_CAMPAIGN_CACHE_MB", "nan", ("NUMHARDEN_CAMPAIGN_CACHE_MB",)),
+    ("NUMHARDEN_CONNECT_TIMEOUT", "-1", ("NUMHARDEN_CONNECT_TIMEOUT", "seconds"))])
+def test_bad_environment_values_are_one_line(var, value, words):
+    _one_error_line(_cli(["info"], {var: value}), *words)
+
+
+def test_bad_scheduler_address_fails_fast_and_writes_nothing(tmp_path):
+    import time
+    for addr, words in (("notanaddress", ("not host:port",)),
+                        ("http://host:1", ("unknown scheme",)),
+                        ("tcp://127.0.0.1:1", ("cannot connect", "within 1 s"))):
+        t0 = time.monotonic()
+        p = _cli(["sweep", "--ber", "1e-5", "--scheduler", addr, "--connect-timeout", "1",
+                  "--out", str(tmp_path / "S")])
+        _one_error_line(p, repr(addr), *words)
+        assert time.monotonic() - t0 < 30
+        assert not (tmp_path / "S").exists()

@@ -24,6 +24,7 @@ import os
 import threading
 import time
 
+from .. import config
 from ..errors import ConfigError
 from .store import worker_id
 
@@ -143,6 +144,63 @@ def _dask_chunk(spec, token: str, tasks) -> list:
         return run_tasks(runner, tasks)
 
 
+def connect_timeout_of(value) -> float:
+    """Seconds to wait for a scheduler: ``value``, or config ``connect_timeout``."""
+    t = config.get("connect_timeout") if value is None else value
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        t = float("nan")
+    if not 0 < t <= 3600:
+        raise ConfigError(f"connect timeout {value!r} must be a number of seconds in "
+                          f"(0, 3600], e.g. 5")
+    return t
+
+
+_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
+
+
+def check_scheduler_address(address, timeout: float) -> str:
+    """Validate a Dask scheduler address before any connection attempt; for TCP-like
+    schemes also check within ``timeout`` seconds that something accepts connections.
+
+    Accepts ``scheme://host:port`` (schemes tcp, tls, ucx, ws, wss), ``inproc://...`` and
+    ``host:port`` (taken as tcp). Returns the address with its scheme.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the address, what was expected and how to fix it.
+    """
+    import socket
+
+    fix = "give the scheduler's address as printed by dask-scheduler, e.g. tcp://host:8786"
+    if not isinstance(address, str) or not address.strip():
+        raise ConfigError(f"Dask scheduler address {address!r} is empty; {fix}")
+    addr = address.strip()
+    scheme, sep, rest = addr.partition("://")
+    if not sep:
+        scheme, rest = "tcp", addr
+    if scheme not in _SCHEMES:
+        raise ConfigError(f"Dask scheduler address {address!r}: unknown scheme {scheme!r} "
+                          f"(known: {', '.join(_SCHEMES)}); {fix}")
+    if scheme == "inproc":
+        return addr
+    host, colon, port = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or "/" in rest or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"Dask scheduler address {address!r} is not host:port with a port "
+                          f"in 1..65535; {fix}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ConfigError(f"cannot connect to the Dask scheduler at {address!r} within "
+                          f"{timeout:g} s ({reason}); check the address and that the "
+                          f"scheduler is running (--connect-timeout to wait longer)") from None
+    return f"{scheme}://{rest}"
+
+
 class DaskBackend:
     """Trials on a Dask cluster, given a ``client`` or a ``scheduler`` address.
 
@@ -152,7 +210,10 @@ class DaskBackend:
     """
 
     def __init__(self, spec, token: str, *, client=None, scheduler: str | None = None,
-                 chunk_size: int | None = None):
+                 chunk_size: int | None = None, connect_timeout: float | None = None):
+        if client is None:
+            timeout = connect_timeout_of(connect_timeout)
+            scheduler = check_scheduler_address(scheduler, timeout)
         try:
             from distributed import Client, as_completed
         except ImportError:
@@ -161,11 +222,11 @@ class DaskBackend:
         self._own = client is None
         if client is None:
             try:
-                client = Client(scheduler, set_as_default=False)
-            except OSError as exc:
+                client = Client(scheduler, set_as_default=False, timeout=timeout)
+            except (OSError, TimeoutError) as exc:
                 raise ConfigError(f"cannot connect to the Dask scheduler at {scheduler!r} "
-                                  f"({exc}); check the address (e.g. tcp://host:8786) and "
-                                  f"that the scheduler is running") from None
+                                  f"within {timeout:g} s ({exc}); check the address (e.g. "
+                                  f"tcp://host:8786) and that the scheduler is running") from None
         self._client = client
         self._ac = as_completed(loop=client.loop)
         self._token = token

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError, FormatError
-from .backends import DaskBackend, ProcessBackend, SerialBackend
+from .backends import (DaskBackend, ProcessBackend, SerialBackend, check_scheduler_address,
+                       connect_timeout_of)
 from .plan import BASELINE, Planner, check_shard
 from .result import CampaignResult, summarize
 from .spec import CampaignConfig, check_spec, check_trial_result
@@ -61,10 +62,10 @@ def _check_backend(workers, scheduler, client, chunk_size) -> None:
                           f"cluster; drop it for a serial run")
 
 
-def _backend(spec, key, workers, scheduler, client, chunk_size):
+def _backend(spec, key, workers, scheduler, client, chunk_size, connect_timeout=None):
     if scheduler is not None or client is not None:
         return DaskBackend(spec, key, client=client, scheduler=scheduler,
-                           chunk_size=chunk_size)
+                           chunk_size=chunk_size, connect_timeout=connect_timeout)
     if workers is not None and workers > 1:
         return ProcessBackend(spec, workers, chunk_size or 1)
     return SerialBackend(spec)
@@ -72,7 +73,8 @@ def _backend(spec, key, workers, scheduler, client, chunk_size):
 
 def run_campaign(spec, config: CampaignConfig, out, *, workers: int | None = None,
                  scheduler: str | None = None, client=None, shard=None,
-                 chunk_size: int | None = None, progress=None) -> CampaignResult:
+                 chunk_size: int | None = None, progress=None,
+                 connect_timeout: float | None = None) -> CampaignResult:
     """Run (or resume) a Monte-Carlo fault campaign and return its summary.
 
     Parameters
@@ -96,6 +98,9 @@ def run_campaign(spec, config: CampaignConfig, out, *, workers: int | None = Non
         Trials per task sent to a worker (default 1 for processes, auto for Dask).
     progress : callable, optional
         Called with a :class:`Progress` after every recorded trial.
+    connect_timeout : float, optional
+        Seconds to wait for the Dask scheduler (default config ``connect_timeout``, 5 s);
+        the address is validated before connecting.
 
     Returns
     -------
@@ -112,6 +117,8 @@ def run_campaign(spec, config: CampaignConfig, out, *, workers: int | None = Non
     if not isinstance(config, CampaignConfig):
         raise ConfigError(f"config must be a CampaignConfig, got {type(config).__name__}")
     _check_backend(workers, scheduler, client, chunk_size)
+    if scheduler is not None:  # refuse a bad or dead address before touching the store
+        scheduler = check_scheduler_address(scheduler, connect_timeout_of(connect_timeout))
     desc, checksum = check_spec(spec)
     shard = check_shard(shard)
     if progress is not None and not callable(progress):
@@ -120,7 +127,8 @@ def run_campaign(spec, config: CampaignConfig, out, *, workers: int | None = Non
     planner = Planner(config, store.load().records, shard)
     tasks = planner.take()
     if tasks:
-        with _backend(spec, store.key, workers, scheduler, client, chunk_size) as backend, \
+        with _backend(spec, store.key, workers, scheduler, client, chunk_size,
+                      connect_timeout) as backend, \
                 store.writer() as writer:
             backend.submit(tasks)
             while backend.pending():

@@ -130,5 +130,11 @@ def keep_freed_memory(mib: int | None = None) -> bool:
 
 # Apply the configured thread count and malloc policy once, when the kernels are first
 # imported.
-set_threads()
-keep_freed_memory()
+try:  # a bad NUMHARDEN_* value must not break the import: commands report it
+    set_threads()   # (config.check_environment) and library calls raise when they read it
+except ConfigError:
+    pass
+try:
+    keep_freed_memory()
+except ConfigError:
+    pass
