@@ -16,8 +16,49 @@ from rich.console import Console
 
 from numharden.errors import NumhardenError
 
-out = Console()                 # tables and results
-err = Console(stderr=True)      # progress and messages
+# No markup parsing: messages and table cells echo user text (paths, tensor names, globs)
+# in which Rich would swallow "[plot]"-like spans. Styling goes through style= / Text.
+out = Console(markup=False, highlight=False)               # tables and results
+err = Console(stderr=True, markup=False, highlight=False)  # progress and messages
+_noted: set = set()
+
+
+def note_once(key: str, message: str) -> None:
+    """Print ``note: message`` on stderr the first time ``key`` is seen in this process."""
+    if key not in _noted:
+        _noted.add(key)
+        err.print(f"note: {message}")
+
+
+def plots_unavailable() -> None:
+    """Plots were not asked for and matplotlib is missing: say how to get them, once."""
+    note_once("plots", "plots need matplotlib: pip install 'numharden[plot]' (every result "
+                       "is complete without them)")
+
+
+def table(title: str, columns, right=()) -> "Table":
+    """A Rich table that stays readable at 80 columns: light box, cells fold instead of
+    being cut with an ellipsis. ``right``: columns to right-justify (numbers)."""
+    from rich import box
+    from rich.table import Table
+    t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for c in columns:  # numbers never wrap; text columns (names) fold where needed
+        t.add_column(c, justify="right" if c in right else "left", overflow="fold",
+                     no_wrap=c in right, min_width=len(c) if c in right else None)
+    return t
+
+
+def pm(lo, hi, mean) -> str:
+    """``±h`` in percentage points, h the larger side of the interval around ``mean``."""
+    if lo is None or hi is None or mean is None:
+        return "-"
+    return f"±{100 * max(mean - lo, hi - mean):.2f}"
+
+
+def bold_lead(*parts) -> "Text":
+    """A line whose odd-numbered parts are bold: bold_lead('accuracy ', '91 %', ' ...')."""
+    from rich.text import Text
+    return Text.assemble(*[(p, "bold" if i % 2 else "") for i, p in enumerate(parts)])
 
 ModelArg = Annotated[Optional[str], typer.Argument(
     help="Model file (.h5) or built-in name; default: the built-in 4-bit LeNet-5.",
@@ -36,10 +77,15 @@ def handle_errors(fn):
         try:
             from numharden import config
             config.check_environment()  # bad NUMHARDEN_* values: one line, before any work
+            _check_finite_options(kwargs)
             return fn(*args, **kwargs)
         except NumhardenError as e:
             fail(str(e))
-        except (OSError, ValueError, TypeError, KeyError) as e:
+        except OSError as e:
+            if e.filename is not None:  # name the path and the reason, not the exception
+                fail(f"cannot use {str(e.filename)!r}: {e.strerror or e}; check the path")
+            fail(f"{type(e).__name__}: {e}")
+        except (ValueError, TypeError, KeyError) as e:
             # library code validates its inputs; anything reaching here is still shown
             # as one line rather than a traceback
             fail(f"{type(e).__name__}: {e}")
@@ -47,6 +93,25 @@ def handle_errors(fn):
             err.print("interrupted; everything already recorded is kept", style="yellow")
             raise typer.Exit(130)
     return wrapper
+
+
+def _check_finite_options(kwargs: dict) -> None:
+    """No numeric option takes NaN or Inf (Click's range checks let NaN through)."""
+    from numharden.errors import ConfigError
+    for name, v in kwargs.items():
+        values = v if isinstance(v, (list, tuple)) else [v]
+        for x in values:
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ConfigError(f"--{name.rstrip('_').replace('_', '-')} {x}: give a finite "
+                                  f"number")
+
+
+def one_line_usage_error(exc) -> str:
+    """A Click usage/parameter error as one ``error:`` line with a pointer to --help."""
+    msg = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"error: {msg}{where}\n"
 
 
 def fail(message: str) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from rich.progress import Progress
-from rich.table import Table
 
 from numharden.analysis import evaluate
 
-from .common import (BatchOpt, DataOpt, JsonOpt, ModelArg, emit_json, err, handle_errors,
-                     load_data_arg, load_model_arg, model_label, out, pct)
+from .common import (BatchOpt, DataOpt, JsonOpt, ModelArg, bold_lead, emit_json, err,
+                     handle_errors, load_data_arg, load_model_arg, model_label, out, pct, table)
 
 
 @handle_errors
@@ -26,17 +25,15 @@ def eval_(model: ModelArg = None, data: DataOpt = None, batch_size: BatchOpt = N
     if json_:
         emit_json(r)
         return
-    out.print(f"accuracy [bold]{pct(r['accuracy'])}[/] ({r['correct']}/{r['n']})  "
-              f"loss {r['loss']:.4f}  non-finite outputs {r['nonfinite']}")
-    t = Table(title="per class")
-    for col in ("class", "name", "images", "accuracy"):
-        t.add_column(col)
+    out.print(bold_lead("accuracy ", pct(r['accuracy']), f" ({r['correct']}/{r['n']})  "
+                        f"loss {r['loss']:.4f}  non-finite outputs {r['nonfinite']}"))
+    t = table("per class", ("class", "name", "images", "accuracy"),
+              right=("class", "images", "accuracy"))
     for c in r["per_class"]:
         t.add_row(str(c["class"]), c["name"], str(c["n"]), pct(c["accuracy"]))
     out.print(t)
-    t = Table(title="activation sparsity (fraction of zeros)")
-    for col in ("node", "op", "sparsity"):
-        t.add_column(col)
+    t = table("activation sparsity (fraction of zeros)", ("node", "op", "sparsity"),
+              right=("sparsity",))
     for name, s in r["sparsity"].items():
         t.add_row(name, s["op"], pct(s["sparsity"]))
     out.print(t)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.table import Table
 
 from numharden.analysis import describe
 
@@ -10,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from .common import JsonOpt, ModelArg, emit_json, handle_errors, load_model_arg, out
+from .common import (JsonOpt, ModelArg, bold_lead, emit_json, handle_errors, load_model_arg, out,
+                     table)
 
 
 @handle_errors
@@ -30,18 +30,16 @@ def info(model: ModelArg = None, list_: Annotated[bool, typer.Option(
     if json_:
         emit_json(d)
         return
-    out.print(f"[bold]{d['arch'] or 'model'}[/]  input {tuple(d['input_shape'])}  "
-              f"classes {d['num_classes']}  parameters {d['n_params']:,}  "
-              f"stored {d['stored_bits'] / 8 / 1024:.1f} KiB  sha256 {d['checksum'][:16]}")
-    t = Table(title="graph", show_lines=False)
-    for col in ("node", "op", "inputs", "output"):
-        t.add_column(col)
+    out.print(bold_lead("", d['arch'] or 'model',
+                        f"  input {tuple(d['input_shape'])}  classes {d['num_classes']}  "
+                        f"parameters {d['n_params']:,}  stored {d['stored_bits'] / 8 / 1024:.1f}"
+                        f" KiB  sha256 {d['checksum'][:16]}"))
+    t = table("graph", ("node", "op", "inputs", "output"))
     for n in d["nodes"]:
         t.add_row(n["name"], n["op"], ", ".join(n["inputs"]), "x".join(map(str, n["output_shape"])))
     out.print(t)
-    t = Table(title="parameters")
-    for col in ("tensor", "shape", "format", "bits/value", "stored bits", "scale"):
-        t.add_column(col)
+    t = table("parameters", ("tensor", "shape", "format", "bits", "stored", "scale"),
+              right=("bits", "stored"))
     for p in d["params"]:
         t.add_row(p["name"], "x".join(map(str, p["shape"])) or "()", p["format"],
                   str(p["bits_per_value"]), f"{p['stored_bits']:,}", p["scale"])

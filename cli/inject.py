@@ -10,8 +10,6 @@ import typer
 
 from numharden.errors import ConfigError
 
-from rich.markup import escape
-
 from .common import (JsonOpt, ModelArg, check_output, emit_json, err, handle_errors,
                      load_model_arg, model_label, out)
 
@@ -91,7 +89,7 @@ def inject(
     else:
         save_faulted(m, applied, output)
     if invalid and not faults_only:
-        err.print(escape(f"warning: the faulted model holds values no clean model may hold "
+        err.print((f"warning: the faulted model holds values no clean model may hold "
                          f"({', '.join(invalid)}); it is written as a faulted model file "
                          f"(FORMAT.md section 8), which numharden loads and evaluates as "
                          f"the hardware would (docs/FAULTS.md)"), style="yellow")
@@ -104,5 +102,5 @@ def inject(
         emit_json(summary)
     else:
         what = "fault list only" if faults_only else "faulted model; fault list in group /faults"
-        out.print(escape(f"wrote {output}: {len(applied)} faults ({applied.n_masked} masked) in "
+        out.print((f"wrote {output}: {len(applied)} faults ({applied.n_masked} masked) in "
                          f"{len(summary['per_tensor'])} tensors ({what})"))

@@ -9,12 +9,11 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.progress import Progress
-from rich.table import Table
 
 from numharden.errors import ConfigError
 
 from .common import (DataOpt, JsonOpt, ModelArg, emit_json, err, handle_errors, load_data_arg,
-                     load_model_arg, model_label, out)
+                     load_model_arg, model_label, out, plots_unavailable, table)
 
 
 @handle_errors
@@ -65,9 +64,10 @@ def landscape(
             _write(r, stem)
             try:
                 plots = plot_landscape(r, stem)
-            except ConfigError as e:
+            except ConfigError:
                 plots = []
-                err.print(f"note: no plot ({e})")
+                if not json_:
+                    plots_unavailable()
             summary["modes"][md] = {"sharpness": sh, "center_loss": r["center_loss"],
                                     "center_accuracy": r["center_accuracy"],
                                     "files": [f"{stem}.h5", f"{stem}.csv", *plots]}
@@ -76,12 +76,12 @@ def landscape(
     if json_:
         emit_json(summary)
         return
-    t = Table(title=f"sharpness: mean loss rise at radius {radius} over {directions} directions x 2 signs")
-    for c in ("surface", "loss at w", "accuracy at w", "loss rise", "± s.e."):
-        t.add_column(c, justify="right")
+    t = table(f"sharpness: mean loss rise at radius {radius} over {directions} directions "
+              f"x 2 signs", ("surface", "loss", "acc %", "rise", "± s.e."),
+              right=("loss", "acc %", "rise", "± s.e."))
     for md, s in summary["modes"].items():
         label = "L(Q(w+ad))" if md == "requant" else "L(Q(w)+ad)"
-        t.add_row(label, f"{s['center_loss']:.4f}", f"{100 * s['center_accuracy']:.2f}%",
+        t.add_row(label, f"{s['center_loss']:.4f}", f"{100 * s['center_accuracy']:.2f}",
                   f"{s['sharpness']['rise']:.4f}", f"{s['sharpness']['rise_sem']:.4f}")
     out.print(t)
     wc = summary["worst_case"]

@@ -11,11 +11,11 @@ from typing import Annotated, List, Optional
 import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from numharden.errors import ConfigError
 
-from .common import DataOpt, JsonOpt, ModelArg, emit_json, err, handle_errors, out, pct
+from .common import (DataOpt, JsonOpt, ModelArg, bold_lead, emit_json, err, handle_errors, out,
+                     pct, plots_unavailable, pm, table)
 
 FaultOpt = Annotated[str, typer.Option("--fault", help="flip, sa0, sa1, stuck (SA0/SA1 mix "
                                                        "by --sa1-fraction) or mix.")]
@@ -113,6 +113,10 @@ def sweep(
                           exclude=tuple(exclude or ()),
                           group_by="layer" if per_layer else "bit" if per_bit else None,
                           batch_size=batch_size)
+    _, evaluated = spec.loaded()
+    if images is not None and images > len(evaluated):
+        err.print((f"note: --images {images} is more than the {len(evaluated)} images of "
+                         f"{evaluated.name}; using all {len(evaluated)}"))
     cfg = CampaignConfig(bers=parse_bers(ber, ber_range), trials=trials, seed=seed,
                          ci_width=ci_width, max_trials=max_trials, groups=spec.groups())
     checksum = spec.model_checksum()
@@ -129,6 +133,7 @@ def sweep(
                               shard=parse_shard(shard) if shard else None, progress=progress,
                               connect_timeout=connect_timeout)
     d = result.to_dict()
+    d["images"] = len(evaluated)
     if cfg.groups is not None and result.baseline_acc is not None:
         d["ranking"] = rank_groups(result)
     d["plots"] = _plot(result, Path(store), plot, json_)
@@ -145,37 +150,37 @@ def _plot(result, store: Path, plot: bool | None, quiet: bool) -> list:
     from numharden.campaign import plot_sweep
     try:
         return [str(p) for p in plot_sweep(result, store / "sweep")]
-    except ConfigError as e:
-        if plot:  # explicitly requested
+    except ConfigError:
+        if plot:  # explicitly requested: an error
             raise
         if not quiet:
-            err.print(f"note: no plot ({e})")
+            plots_unavailable()
         return []
 
 
 def _table(result, ranking) -> None:
     base = result.baseline_acc
-    out.print(f"fault-free accuracy: [bold]{pct(base)}[/]  model sha256 {result.model_checksum[:16]}")
-    t = Table(title="accuracy under faults (95 % intervals over trials)")
+    out.print(bold_lead("fault-free accuracy: ", pct(base),
+                        f"  model sha256 {result.model_checksum[:16]}"))
     cols = (["group"] if result.config.groups is not None else []) + [
-        "BER", "trials", "accuracy", "95 % CI", "drop", "SDC", "SDC 95 % CI", "NaN/Inf",
-        "faults"]
-    for c in cols:
-        t.add_column(c, justify="right")
+        "BER", "n", "acc%", "±95%", "drop", "SDC%", "±95%", "NaN%", "faults"]
+    t = table("accuracy under faults: n trials, rates in % and points, ±95% = half-width "
+              "of the 95 % interval over trials", cols, right=cols[-9:])
     for r in result.rows:
         row = [] if result.config.groups is None else [str(r.group)]
-        row += [f"{r.ber:.3g}", str(r.trials),
-                pct(r.mean_acc), f"{pct(r.ci_lo)}-{pct(r.ci_hi)}",
-                "-" if r.acc_drop is None else pct(r.acc_drop),
-                pct(r.sdc_rate), f"{pct(r.sdc_ci_lo)}-{pct(r.sdc_ci_hi)}",
-                pct(r.nonfinite_rate), f"{r.mean_faults:.1f}"]
+        row += [f"{r.ber:.3g}", str(r.trials), f"{100 * r.mean_acc:.2f}",
+                pm(r.ci_lo, r.ci_hi, r.mean_acc),
+                "-" if r.acc_drop is None else f"{100 * r.acc_drop:.2f}",
+                f"{100 * r.sdc_rate:.2f}", pm(r.sdc_ci_lo, r.sdc_ci_hi, r.sdc_rate),
+                f"{100 * r.nonfinite_rate:.2f}", f"{r.mean_faults:.1f}"]
         t.add_row(*row)
     out.print(t)
     if ranking:
-        t = Table(title="most vulnerable first")
-        for c in ("rank", "group", "accuracy drop [95 % CI]", "SDC rate"):
-            t.add_column(c, justify="right")
+        t = table("most vulnerable first (accuracy drop in points)",
+                  ("rank", "group", "drop", "95% CI", "SDC %"), right=("rank", "drop", "SDC %"))
         for g in ranking[:20]:
-            ci = "" if g.get("drop_ci_lo") is None else f" [{pct(g['drop_ci_lo'])}, {pct(g['drop_ci_hi'])}]"
-            t.add_row(str(g["rank"]), str(g["group"]), pct(g["acc_drop"]) + ci, pct(g["sdc_rate"]))
+            ci = "-" if g.get("drop_ci_lo") is None else \
+                f"{100 * g['drop_ci_lo']:.2f}..{100 * g['drop_ci_hi']:.2f}"
+            t.add_row(str(g["rank"]), str(g["group"]), f"{100 * g['acc_drop']:.2f}", ci,
+                      f"{100 * g['sdc_rate']:.2f}")
         out.print(t)

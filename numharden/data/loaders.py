@@ -290,6 +290,8 @@ def load_dataset(
         Images as stored (uint8 or float32, NCHW), labels int64; no normalisation.
     """
     where = f"load_dataset({str(spec)!r})"
+    if split is not None:
+        _check_split(split, where)  # name the bad split before looking for files
     if isinstance(spec, str) and spec in NAMED:
         return _load_named(spec, _split_or_test(split), root, class_names)
     if root is not None:

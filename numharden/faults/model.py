@@ -81,11 +81,13 @@ class FaultModel:
                 )
             if not 0.0 <= float(self.sa1_fraction) <= 1.0:
                 raise ConfigError(f"sa1_fraction {self.sa1_fraction!r} is outside [0, 1]")
-        if (self.mix is not None) != (self.kind == "mix"):
-            raise ConfigError(
-                "mix=(flip, sa0, sa1) weights go with kind='mix' and only with it; found "
-                f"kind={self.kind!r}, mix={self.mix!r}"
-            )
+        if self.kind == "mix" and self.mix is None:
+            raise ConfigError("fault kind 'mix' needs the weights of its three fault kinds: "
+                              "--mix FLIP,SA0,SA1 (e.g. --mix 1,1,1 for equal shares), or "
+                              "mix=(flip, sa0, sa1) in the library")
+        if self.mix is not None and self.kind != "mix":
+            raise ConfigError(f"mix weights {tuple(self.mix)} only apply to fault kind "
+                              f"'mix', found kind={self.kind!r}; use --fault mix or drop --mix")
         if self.mix is not None:
             w = tuple(float(v) for v in self.mix)
             if len(w) != 3 or min(w) < 0 or not math.isfinite(sum(w)) or sum(w) <= 0:
