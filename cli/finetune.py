@@ -36,7 +36,7 @@ def finetune(
     weight_decay: WeightDecayOpt = 5e-4,
     schedule: ScheduleOpt = "cosine",
     milestones: MilestonesOpt = None,
-    gamma: GammaOpt = 0.1,
+    gamma: GammaOpt = None,
     warmup_epochs: WarmupOpt = 0.0,
     recalibrate: Annotated[bool, typer.Option(
         help="Recalibrate the activation clips first (default: keep the trained ones).")] = False,

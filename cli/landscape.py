@@ -52,7 +52,7 @@ def landscape(
     output.mkdir(parents=True, exist_ok=True)
     summary = {"model": model_label(model), "data": ds.name, "images": len(ds),
                "output": str(output), "modes": {}}
-    with Progress(console=err, transient=True, disable=json_) as bar:
+    with Progress(console=err, transient=True, disable=json_ or not err.is_terminal) as bar:
         for md in modes:
             task = bar.add_task(f"{md} surface", total=points ** dims)
             r = compute(m, ds.images, ds.labels, dims=dims, points=points, span=span, mode=md,

@@ -123,7 +123,8 @@ def sweep(
     store = out_dir or default_out(spec, cfg, checksum)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("BER {task.fields[ber]}  acc {task.fields[acc]}"), TimeElapsedColumn()]
-    with Progress(*columns, console=err, disable=json_, transient=True) as bar:
+    with Progress(*columns, console=err, disable=json_ or not err.is_terminal,
+                  transient=True) as bar:
         task = bar.add_task("trials", total=None, ber="-", acc="-")
 
         def progress(p):

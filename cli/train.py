@@ -40,7 +40,8 @@ WeightDecayOpt = Annotated[float, typer.Option(min=0.0)]
 ScheduleOpt = Annotated[str, typer.Option(help="cosine, step or constant.")]
 MilestonesOpt = Annotated[Optional[str], typer.Option(
     help="Step schedule epochs, comma separated (e.g. 10,15).")]
-GammaOpt = Annotated[float, typer.Option(min=0.0, help="Step schedule factor.")]
+GammaOpt = Annotated[Optional[float], typer.Option(
+    min=0.0, help="Step schedule factor (with --schedule step; default 0.1).")]
 WarmupOpt = Annotated[float, typer.Option(min=0.0)]
 BatchSizeOpt = Annotated[int, typer.Option(min=1)]
 
@@ -79,11 +80,20 @@ def optimizer_spec(optimizer: str, lr, weight_decay, momentum, nesterov) -> dict
 
 def schedule_spec(schedule: str, warmup_epochs, milestones, gamma) -> dict:
     sched = {"name": schedule, "warmup_epochs": warmup_epochs}
-    if schedule == "step":
-        if not milestones:
-            raise ConfigError("--schedule step needs --milestones, e.g. --milestones 10,15")
-        sched |= {"milestones": [float(m) for m in milestones.split(",")], "gamma": gamma}
-    return sched
+    if schedule != "step":
+        for opt, value in (("--milestones", milestones), ("--gamma", gamma)):
+            if value is not None:  # never accept an option and ignore it
+                raise ConfigError(f"{opt} only applies to --schedule step (the schedule is "
+                                  f"{schedule!r}); drop it or add --schedule step")
+        return sched
+    if not milestones:
+        raise ConfigError("--schedule step needs --milestones, e.g. --milestones 10,15")
+    try:
+        ms = [float(m) for m in milestones.split(",")]
+    except ValueError:
+        raise ConfigError(f"--milestones {milestones!r} must be comma-separated epoch numbers, "
+                          f"e.g. 10,15") from None
+    return sched | {"milestones": ms, "gamma": 0.1 if gamma is None else gamma}
 
 
 def run_with_progress(json_: bool, fn):
@@ -94,7 +104,7 @@ def run_with_progress(json_: bool, fn):
                           "zeros {task.fields[zeros]}  {task.fields[ips]:.0f} img/s  "
                           "test {task.fields[test]}"),
                TimeElapsedColumn()]
-    with Progress(*columns, console=err, disable=json_) as bar:
+    with Progress(*columns, console=err, disable=json_ or not err.is_terminal, transient=True) as bar:
         task = bar.add_task("train", total=None, epoch="-", loss=0.0, acc=0.0, ips=0.0,
                             test="-", zeros="-")
 
@@ -149,7 +159,7 @@ def train(
     weight_decay: WeightDecayOpt = 5e-4,
     schedule: ScheduleOpt = "cosine",
     milestones: MilestonesOpt = None,
-    gamma: GammaOpt = 0.1,
+    gamma: GammaOpt = None,
     warmup_epochs: WarmupOpt = 0.0,
     method: MethodOpt = "sgd",
     rho: RhoOpt = None,

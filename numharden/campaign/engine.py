@@ -119,7 +119,25 @@ class FaultSweepSpec:
         d["data_sha256"] = h.hexdigest()
         d["n_images"] = len(data)
         d["targets"] = list(self.targets())
+        self._check_bits(d["targets"])
         return d
+
+    def _check_bits(self, targets) -> None:
+        """Refuse a --bits filter that a target's format cannot serve, before anything runs."""
+        if self.bits is None:
+            return
+        from ..faults.model import parse_bits
+        from ..formats import parse_format
+        model, _ = self.loaded()
+        for t in targets:
+            if self.target == "weights":
+                fmt = model.params[t].fmt
+            else:
+                fmt = parse_format(f"uint{self._bits_of(t)}" if self._bits_of(t) <= 16 else "fp32")
+            try:
+                parse_bits(self.bits, fmt)
+            except ConfigError as e:
+                raise ConfigError(f"--bits {self.bits!r} for {t!r} ({fmt.spec}): {e}") from None
 
     def model_checksum(self) -> str:
         return self.loaded()[0].checksum()
