@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from . import export_model, import_model
 from . import evaluate, finetune, info, inject, landscape, merge, sweep, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -16,6 +17,8 @@ app.command("inject")(inject.inject)
 app.command("sweep")(sweep.sweep)
 app.command("merge")(merge.merge)
 app.command("landscape")(landscape.landscape)
+app.command("import")(import_model.import_)
+app.command("export")(export_model.export)
 
 
 def main() -> None:

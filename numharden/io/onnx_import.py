@@ -556,7 +556,8 @@ def _reencode(name, x, hint, path) -> StoredTensor:
     return st
 
 
-def from_onnx(path, *, mean=None, std=None, classes=None, input_shape=None) -> Model:
+def from_onnx(path, *, mean=None, std=None, classes=None, input_shape=None,
+              weight_format=None) -> Model:
     """Import an ONNX model (float or QDQ-quantized) as a numharden Model.
 
     Parameters
@@ -569,6 +570,9 @@ def from_onnx(path, *, mean=None, std=None, classes=None, input_shape=None) -> M
         Class names, one per output.
     input_shape : tuple of int, optional
         (C, H, W) if the file's input has symbolic spatial dimensions.
+    weight_format : str, optional
+        Re-encode every conv/linear weight in this format (e.g. ``'int8/ch'``) from its
+        imported values; default: keep what the file stores.
 
     Raises
     ------
@@ -605,7 +609,20 @@ def from_onnx(path, *, mean=None, std=None, classes=None, input_shape=None) -> M
                     "source": {"onnx": Path(path).name, "producer": proto.producer_name,
                                "opset": max((o.version for o in proto.opset_import), default=0)}}
     _options_meta(meta, graph, mean, std, classes)
+    if weight_format is not None:
+        requantize(graph, params, weight_format)
+        meta["weight_format"] = parse_format(weight_format).spec
     return Model(graph, params, meta)
+
+
+def requantize(graph, params, weight_format) -> None:
+    """Encode every conv/linear weight of ``params`` in ``weight_format`` (in place)."""
+    fmt = parse_format(weight_format)
+    for n in graph.nodes:
+        if n.op in ("conv2d", "linear"):
+            name = n.params["weight"]
+            params[name] = fmt.encode(params[name].decode(), axis=0 if fmt.per_channel else None,
+                                      name=name)
 
 
 def _options_meta(meta, graph, mean, std, classes) -> None:
