@@ -88,6 +88,17 @@ def _unsqueeze(node, a):
     return out
 
 
+def _reduce(fn, node, a):
+    axes = _axes(node, a, a[0].ndim)
+    return fn(a[0], axis=axes, keepdims=bool(_attr(node, "keepdims", 1)))
+
+
+def _clip(node, a):
+    lo = a[1] if len(a) > 1 and a[1] is not None else _attr(node, "min", -np.inf)
+    hi = a[2] if len(a) > 2 and a[2] is not None else _attr(node, "max", np.inf)
+    return np.clip(a[0], lo, hi)
+
+
 def _cast(node, a):
     from onnx import helper
     return a[0].astype(helper.tensor_dtype_to_np_dtype(_attr(node, "to")))
@@ -122,6 +133,12 @@ FOLD = {
     "Mul": lambda n, a: a[0] * a[1],
     "Div": lambda n, a: a[0] / a[1],
     "Neg": lambda n, a: -a[0],
+    "Abs": lambda n, a: np.abs(a[0]),
+    "Max": lambda n, a: np.maximum.reduce(a) if len(a) > 1 else a[0],
+    "Min": lambda n, a: np.minimum.reduce(a) if len(a) > 1 else a[0],
+    "Clip": lambda n, a: _clip(n, a),
+    "ReduceMax": lambda n, a: _reduce(np.max, n, a),
+    "ReduceMin": lambda n, a: _reduce(np.min, n, a),
     "Sqrt": lambda n, a: np.sqrt(a[0]),
     "Concat": lambda n, a: np.concatenate(a, axis=_attr(n, "axis")),
     "Gather": lambda n, a: np.take(a[0], a[1].astype(np.int64), axis=_attr(n, "axis", 0)),

@@ -50,6 +50,11 @@ def _attr(node, name, default=None):
     return default
 
 
+def _f32(v: float) -> float:
+    """The shortest decimal of a float32 attribute (1e-5 stays 1e-5, not 9.99999974e-06)."""
+    return float(str(np.float32(v)))
+
+
 def _clean(name: str) -> str:
     name = re.sub(r"[^0-9A-Za-z_.\-]+", ".", name).strip(".")
     return name
@@ -317,7 +322,7 @@ class _Importer:
                       f"{[np.shape(v) for v in vals]}")
         params = dict(zip(("weight", "bias", "running_mean", "running_var"), vals))
         self.add_node(node, "batchnorm", [x], {"num_features": c,
-                                               "eps": float(_attr(node, "epsilon", 1e-5)),
+                                               "eps": _f32(_attr(node, "epsilon", 1e-5)),
                                                "momentum": 0.1},
                       params, self.name_for(node, node.input[1]))
 
@@ -327,8 +332,8 @@ class _Importer:
     def _clip_bounds(self, node):
         lo = self.const(node, 1, required=False)
         hi = self.const(node, 2, required=False)
-        lo = float(lo) if lo is not None else _attr(node, "min", None)
-        hi = float(hi) if hi is not None else _attr(node, "max", None)
+        lo = _f32(lo) if lo is not None else _attr(node, "min", None)
+        hi = _f32(hi) if hi is not None else _attr(node, "max", None)
         return lo, hi
 
     def op_Clip(self, node):
