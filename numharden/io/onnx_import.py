@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, FormatError, ShapeError
+from ..errors import ConfigError, FormatError, NumhardenError, ShapeError
 from ..formats import StoredTensor, parse_format
 from ..graph import Graph, Model
 from ..graph.graph import INPUT, OPS, Node
@@ -75,6 +75,7 @@ class _Importer:
         self.qconsts: dict[str, QConst] = {}
         self.alias: dict[str, str] = {}     # ONNX tensor -> numharden node (or INPUT)
         self.nodes: list[Node] = []
+        self.by_name: dict[str, Node] = {}
         self.shapes: dict[str, tuple] = {INPUT: ()}
         self.values: dict[str, tuple] = {}  # param name -> float array or QConst
         self.used = Counter()
@@ -83,6 +84,7 @@ class _Importer:
             for i in node.input:
                 self.readers[i].append(node)
         self.skip: set[int] = set()
+        self.index = {id(n): i for i, n in enumerate(g.node)}
         self.input_name, self.input_shape = self._graph_input(input_shape)
         self.alias[self.input_name] = INPUT
         self.shapes[INPUT] = self.input_shape
@@ -184,6 +186,7 @@ class _Importer:
         except ShapeError as e:
             self.fail(node, str(e))
         self.nodes.append(n)
+        self.by_name[name] = n
         self.alias[node.output[0]] = name
         return name
 
@@ -203,7 +206,12 @@ class _Importer:
                 except (ValueError, TypeError, IndexError) as e:
                     self.fail(node, f"constant folding failed ({e})")
                 continue
-            getattr(self, "op_" + node.op_type)(node)
+            try:
+                getattr(self, "op_" + node.op_type)(node)
+            except NumhardenError:
+                raise
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+                self.fail(node, f"malformed node ({type(e).__name__}: {e}); re-export the model")
         outs = self.proto.graph.output
         if len(outs) != 1 or outs[0].name not in self.alias or self.alias[outs[0].name] == INPUT:
             raise FormatError(f"{self.path}: expected one graph output computed from the "
@@ -295,7 +303,9 @@ class _Importer:
         if (prev is not None and prev.name == src and prev.op == "linear"
                 and "bias" not in prev.params and len(self.readers[x]) == 1):
             out = prev.attrs["out_features"]
-            bias = self.param_value(c) if c in self.consts else self.fail(node, "bias must be constant")
+            if c not in self.consts:
+                self.fail(node, "the bias of a MatMul must be a constant")
+            bias = self.param_value(c)
             arr = bias.codes if isinstance(bias, QConst) else bias
             if arr.size not in (1, out):
                 self.fail(node, f"bias has shape {arr.shape}, expected ({out},)")
@@ -374,8 +384,7 @@ class _Importer:
         name = self.name_for(node)
         self.add_node(node, "act_quant", [x], {"bits": bits},
                       {"clip": np.full(1, hi, np.float32)}, name)
-        for n in (div, rnd, mul):
-            self.skip.add(list(self.proto.graph.node).index(n))
+        self.skip.update(self.index[id(n)] for n in (div, rnd, mul))
         self.alias[mul.output[0]] = name
         return True
 
@@ -396,8 +405,7 @@ class _Importer:
         z = int(np.ravel(zp)[0])
         levels = qrange(np.asarray(zp).dtype)[1] - z
         src = self.nodes_by_name(x)
-        nonneg = src is not None and (src.op in ("relu", "relu6", "act_quant") or (
-            src.op == "hardtanh" and src.attrs["min_val"] >= 0))
+        nonneg = self._nonneg(src)
         bits = round(math.log2(levels + 1)) if levels > 0 else 0
         if not (nonneg and 1 <= bits <= 16 and levels == 2 ** bits - 1):
             if not nonneg:
@@ -409,14 +417,24 @@ class _Importer:
                       "levels above it, not 2**bits - 1; use zero point 0 (uint8) or 0/-128 (int8)")
         clip = np.full(1, np.float32(s) * np.float32(levels), np.float32)
         name = self.add_node(node, "act_quant", [x], {"bits": bits}, {"clip": clip})
-        self.skip.add(list(self.proto.graph.node).index(deq))
+        self.skip.add(self.index[id(deq)])
         self.alias[deq.output[0]] = name
 
+    def _nonneg(self, node) -> bool:
+        """True when ``node``'s output cannot be negative (ReLU-like, or pooling,
+        concatenation and flattening of such outputs)."""
+        if node is None:
+            return False
+        if node.op in ("relu", "relu6", "act_quant"):
+            return True
+        if node.op == "hardtanh":
+            return node.attrs["min_val"] >= 0
+        if node.op in ("maxpool2d", "avgpool2d", "global_avgpool", "concat", "flatten"):
+            return all(self._nonneg(self.nodes_by_name(i)) for i in node.inputs)
+        return False
+
     def nodes_by_name(self, name):
-        for n in reversed(self.nodes):
-            if n.name == name:
-                return n
-        return None
+        return self.by_name.get(name)
 
     def op_DequantizeLinear(self, node):
         self.fail(node, "DequantizeLinear of an activation must follow its QuantizeLinear")
@@ -468,8 +486,8 @@ class _Importer:
         x = self.act(node)
         shape = [int(v) for v in np.ravel(self.const(node, 1))]
         feat = math.prod(self.shapes[x])
-        ok = len(shape) == 2 and shape[0] in (0, -1, 1) or (len(shape) == 2 and shape[0] > 0)
-        ok = ok and shape[1] in (-1, feat)
+        # first dim: 0 (copy the batch), -1, or the batch size the exporter baked in
+        ok = len(shape) == 2 and (shape[0] in (0, -1) or shape[0] > 0) and shape[1] in (-1, feat)
         self._flatten_or_alias(node, x, ok, f"Reshape to {shape} is supported only as a "
                                f"flatten to (N, {feat})")
 
@@ -528,9 +546,7 @@ def _stored(name, value, fmt_hint, path) -> StoredTensor:
     x = np.ascontiguousarray(value, dtype=np.float32)
     if fmt_hint and fmt_hint.get("format", "fp32") != "fp32":
         return _reencode(name, x, fmt_hint, path)
-    if not np.all(np.isfinite(x)):
-        pass  # fp32 keeps NaN/Inf bit patterns (e.g. an exported faulted model)
-    return StoredTensor(x.copy(), parse_format("fp32"))
+    return StoredTensor(x.copy(), parse_format("fp32"))  # NaN/Inf bits kept (faulted exports)
 
 
 def _reencode(name, x, hint, path) -> StoredTensor:
