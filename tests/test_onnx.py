@@ -310,3 +310,39 @@ def test_safetensors_state_dict(tmp_path):
     with pytest.raises(FormatError, match="safetensors"):
         (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
         from_safetensors(tmp_path / "bad.safetensors", "resnet20")
+
+
+def test_activation_qdq_after_maxpool_of_relu(tmp_path):
+    """uint8 zero point 128 on a non-negative tensor (ReLU -> MaxPool): 7-bit act_quant."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2]),
+             helper.make_node("QuantizeLinear", ["p", "s", "z"], ["q"], name="aq"),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"], name="adq"),
+             helper.make_node("Flatten", ["d"], ["y"], name="flat")]
+    path = tmp_path / "mp.onnx"
+    onnx.save(_model(nodes, [_init("s", np.float32(0.01)), _init("z", np.uint8(128))]), path)
+    m = from_onnx(path)
+    aq = m.graph["aq"]
+    assert aq.op == "act_quant" and aq.attrs["bits"] == 7
+    x = np.random.default_rng(2).standard_normal((5, 3, 6, 6)).astype(np.float32)
+    assert_float_close(m.forward(x), ort_run(path, x))
+
+
+def test_cli_import_safetensors(tmp_path):
+    sft = pytest.importorskip("safetensors.numpy")
+    from typer.testing import CliRunner
+
+    from numharden.io import load_model
+    from numharden_cli.app import app
+    src = build("lenet5", num_classes=10, seed=4)
+    path = tmp_path / "w.safetensors"
+    sft.save_file({k: v for k, v in src.float_params().items()}, str(path))
+    out = tmp_path / "m.h5"
+    r = CliRunner().invoke(app, ["import", str(path), "--arch", "lenet5", "--classes", "10",
+                                 "--input", "1x28x28", "--format", "int8/ch", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert load_model(out).params["conv1.weight"].fmt.spec == "int8/ch"
+    r = CliRunner().invoke(app, ["import", str(path), "-o", str(out)])
+    err = r.stderr if r.stderr else r.output
+    assert r.exit_code == 2 and err.startswith("error:") and "--arch" in err
