@@ -346,3 +346,25 @@ def test_cli_import_safetensors(tmp_path):
     r = CliRunner().invoke(app, ["import", str(path), "-o", str(out)])
     err = r.stderr if r.stderr else r.output
     assert r.exit_code == 2 and err.startswith("error:") and "--arch" in err
+
+
+def test_activation_qdq_with_fused_relu(tmp_path):
+    """uint8 zero point 0 on a conv output (ONNX Runtime's Conv+Relu QDQ): the quantiser
+    clamps at 0 itself, so it is an 8-bit act_quant; int8 zero point 0 there is refused."""
+    w = np.random.default_rng(3).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    for zdtype, ok in ((np.uint8, True), (np.int8, False)):
+        nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+                 helper.make_node("QuantizeLinear", ["c", "s", "z"], ["q"], name="aq"),
+                 helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"], name="adq"),
+                 helper.make_node("Flatten", ["d"], ["y"], name="flat")]
+        path = tmp_path / "fused.onnx"
+        onnx.save(_model(nodes, [_init("w", w), _init("s", np.float32(0.02)),
+                                 _init("z", zdtype(0))]), path)
+        if not ok:
+            with pytest.raises(FormatError, match="aq.*may be negative.*conv2d"):
+                from_onnx(path)
+            continue
+        m = from_onnx(path)
+        assert m.graph["aq"].op == "act_quant" and m.graph["aq"].attrs["bits"] == 8
+        x = np.random.default_rng(4).standard_normal((3, 3, 6, 6)).astype(np.float32)
+        assert_float_close(m.forward(x), ort_run(path, x))

@@ -405,7 +405,9 @@ class _Importer:
         z = int(np.ravel(zp)[0])
         levels = qrange(np.asarray(zp).dtype)[1] - z
         src = self.nodes_by_name(x)
-        nonneg = self._nonneg(src)
+        # zero point at the bottom of the code range: the quantiser itself clamps at 0
+        # (a fused ReLU, as ONNX Runtime writes Conv+Relu), exactly like act_quant
+        nonneg = z == qrange(np.asarray(zp).dtype)[0] or self._nonneg(src)
         bits = round(math.log2(levels + 1)) if levels > 0 else 0
         if not (nonneg and 1 <= bits <= 16 and levels == 2 ** bits - 1):
             if not nonneg:
