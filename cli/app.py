@@ -7,6 +7,7 @@ import sys
 import typer
 import typer.core
 
+from . import export_model, import_model
 from . import evaluate, finetune, info, inject, landscape, merge, sweep, train
 from .common import one_line_usage_error
 
@@ -45,6 +46,8 @@ app.command("inject")(inject.inject)
 app.command("sweep")(sweep.sweep)
 app.command("merge")(merge.merge)
 app.command("landscape")(landscape.landscape)
+app.command("import")(import_model.import_)
+app.command("export")(export_model.export)
 
 
 def main() -> None:
