@@ -5,6 +5,7 @@ a new option is covered automatically; an option whose invalid value cannot be g
 (a free string) must be listed in INVALID, or the test fails and says so."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,6 +50,13 @@ INVALID = {
     ("*", "--shard"): "3/2",
     ("*", "--mode"): "sideways",
     ("*", "--split"): "val",
+    ("import", "source"): "no-such-model.onnx",
+    ("import", "--classes"): "",
+    ("import", "--input"): "3x32",
+    ("import", "--format"): "int99",
+    ("import", "--mean"): "a,b",
+    ("import", "--std"): "0",
+    ("import", "--arch"): "resnet99",
 }
 
 
@@ -80,6 +88,9 @@ def _base(cmd, d, out):
         "sweep": [m, "--ber", "1e-3", "--trials", "1", "--data", data, "--out",
                   str(out / "S"), "--no-plot"],
         "merge": [str(d / "store"), "-o", str(out / "M")],
+        "import": [str(Path(__file__).parent / "golden" / "onnx" / "lenet5_float.onnx"),
+                   "-o", str(out / "imp.h5")],
+        "export": [m, "-o", str(out / "m.onnx")],
         "landscape": [m, "--points", "2", "--directions", "1", "--images", "16", "--mode",
                       "float", "--data", data, "-o", str(out / "L")],
     }[cmd]
