@@ -30,6 +30,7 @@ def invalid_tensors(model) -> list:
                 if name not in bad and not (c > 0).all():
                     bad.append(name)
     return bad
+from . import variation as V
 
 
 @handle_errors
@@ -53,6 +54,21 @@ def inject(
     faults_only: Annotated[bool, typer.Option(
         "--faults-only", help="Write only the fault list (group /faults) to -o, not the "
                               "faulted model; replay it with --faults.")] = False,
+    variation: V.VariationOpt = None,
+    pcm: V.PcmOpt = False,
+    sigma: V.SigmaOpt = None,
+    mapping: V.MappingOpt = "differential",
+    g_min: V.GMinOpt = 0.0,
+    g_max: V.GMaxOpt = 25.0,
+    cell_bits: V.CellBitsOpt = None,
+    scaling: V.ScalingOpt = "layer",
+    drift_time: V.DriftTimeOpt = 0.0,
+    drift_nu: V.DriftNuOpt = None,
+    drift_nu_std: V.DriftNuStdOpt = 0.0,
+    drift_compensation: V.DriftCompOpt = False,
+    read_noise: V.ReadNoiseOpt = None,
+    stuck_on: V.StuckOpt = 0.0,
+    stuck_off: V.StuckOpt = 0.0,
     json_: JsonOpt = False,
 ) -> None:
     """Inject faults into a model's stored tensors and save the faulted model and fault list.
@@ -65,6 +81,16 @@ def inject(
 
     check_output(output, model_label(model), faults)
     m = load_model_arg(model)
+    vspec = V.variation_spec(variation, pcm, sigma, mapping, g_min, g_max, cell_bits, scaling,
+                             drift_time, drift_nu, drift_nu_std, drift_compensation,
+                             read_noise, stuck_on, stuck_off)
+    if vspec is not None:
+        if faults is not None or ber is not None:
+            raise ConfigError("inject writes either a faulted model (--ber/--faults) or a "
+                              "varied one (--variation/--pcm/--stuck-*), not both: the fault "
+                              "list would not describe fp32 effective weights")
+        _varied(m, vspec, tensors, exclude, seed, output, json_)
+        return
     if faults is not None:
         if ber is not None:
             raise ConfigError("give either --ber (sample new faults) or --faults (replay), not both")
@@ -104,3 +130,32 @@ def inject(
         what = "fault list only" if faults_only else "faulted model; fault list in group /faults"
         out.print((f"wrote {output}: {len(applied)} faults ({applied.n_masked} masked) in "
                          f"{len(summary['per_tensor'])} tensors ({what})"))
+
+
+def _vary(m, vspec, tensors, exclude, seed) -> dict:
+    """Replace the targeted tensors by fp32 effective weights of one crossbar draw."""
+    from numharden.crossbar import CrossbarInjector
+
+    include = tuple(tensors or [n.params["weight"] for n in m.graph.nodes
+                                if n.op in ("conv2d", "linear")])
+    inj = CrossbarInjector(m, vspec, include=include, exclude=tuple(exclude or ()))
+    draw = inj.draw(np.random.default_rng(seed))
+    inj.apply(draw, read=0)
+    info = {"spec": vspec.to_dict(), "seed": seed, "read": 0, "tensors": list(inj.names),
+            "weights": "fp32 effective weights (docs/CROSSBAR.md)",
+            "n_stuck_on": draw.n_stuck_on, "n_stuck_off": draw.n_stuck_off}
+    m.meta["variation"] = info
+    return info
+
+
+def _varied(m, vspec, tensors, exclude, seed, output, json_) -> None:
+    from numharden.io import save_model
+
+    info = _vary(m, vspec, tensors, exclude, seed)
+    save_model(m, output)
+    if json_:
+        emit_json({"output": str(output), **info})
+    else:
+        out.print(f"wrote {output}: {len(info['tensors'])} tensors as fp32 effective weights "
+                  f"of one {vspec.programming} crossbar draw (seed {seed}), "
+                  f"{info['n_stuck_on']} stuck-on / {info['n_stuck_off']} stuck-off cells")

@@ -16,6 +16,7 @@ from numharden.errors import ConfigError
 
 from .common import (DataOpt, JsonOpt, ModelArg, bold_lead, emit_json, err, handle_errors, out,
                      pct, plots_unavailable, pm, table)
+from . import variation as V
 
 FaultOpt = Annotated[str, typer.Option("--fault", help="flip, sa0, sa1, stuck (SA0/SA1 mix "
                                                        "by --sa1-fraction) or mix.")]
@@ -41,6 +42,59 @@ def parse_bers(bers: list[float] | None, ber_range: str | None) -> list[float]:
             raise ConfigError(f"bit-error rate {b!r} is outside [0, 1]; a BER is a "
                               "probability per stored bit, e.g. 1e-5")
     return list(dict.fromkeys(values))
+
+
+def _linear_range(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        lo, hi, n = text.split(":")
+        lo, hi, n = float(lo), float(hi), int(n)
+    except ValueError:
+        raise ConfigError(f"--sigma-range {text!r} must be LO:HI:N, e.g. 0.1:0.5:5") from None
+    if not (0 <= lo <= hi) or n < 1 or not math.isfinite(hi):
+        raise ConfigError(f"--sigma-range {text!r}: need 0 <= LO <= HI and N >= 1")
+    return [float(v) for v in np.linspace(lo, hi, n)] if n > 1 else [lo]
+
+
+def _variation_sweep(common: dict, swept: dict, ber, ber_range, opts: dict):
+    """(VariationSweepSpec, levels, quantity): the swept quantity is the first of sigma,
+    drift time, stuck-on, stuck-off given more than once (else the first given, else the
+    BER); every other option holds one value."""
+    from numharden.campaign.variation import VariationSweepSpec
+
+    many = [q for q, v in swept.items() if len(v) > 1]
+    given = [q for q, v in swept.items() if v]
+    if len(many) > 1:
+        raise ConfigError(f"sweep one quantity at a time; several values given for "
+                          f"{', '.join('--' + q.replace('_', '-') for q in many)}")
+    bers = parse_bers(ber, ber_range) if (ber or ber_range) else []
+    quantity = many[0] if many else (given[0] if given else "ber")
+    if quantity != "ber" and len(bers) > 1:
+        raise ConfigError(f"sweeping {quantity} with a fixed BER: give one --ber, not {len(bers)}")
+    fixed = {q: v[0] for q, v in swept.items() if v and q != quantity}
+    vspec = V.variation_spec(opts["variation"], opts["pcm"], fixed.get("sigma"),
+                             opts["mapping"], opts["g_min"], opts["g_max"],
+                             opts["cell_bits"], opts["scaling"], fixed.get("drift_time", 0.0),
+                             opts["drift_nu"], opts["drift_nu_std"],
+                             opts["drift_compensation"], opts["read_noise"],
+                             fixed.get("stuck_on", 0.0), fixed.get("stuck_off", 0.0))
+    if vspec is None:
+        from numharden.crossbar import VariationSpec
+        vspec = VariationSpec(programming=opts["variation"] or "none")
+    levels = bers if quantity == "ber" else list(dict.fromkeys(swept[quantity]))
+    if not levels:
+        raise ConfigError("give the levels to sweep: --sigma (repeatable), --sigma-range, "
+                          "--drift-time, --stuck-on/--stuck-off or --ber")
+    spec = VariationSweepSpec(**common, variation=vspec.to_dict(), quantity=quantity,
+                              fixed_ber=bers[0] if bers and quantity != "ber" else 0.0)
+    if 0.0 in levels and not spec.clean_at_zero():
+        raise ConfigError(f"{quantity} = 0 is the fault-free baseline of the campaign "
+                          f"protocol, but other non-idealities are on there; leave 0 out "
+                          f"(the baseline is always measured)")
+    for lv in levels:
+        spec.level_spec(lv)  # validate every level now, with the user's words
+    return spec, levels, quantity
 
 
 def default_out(spec, cfg, checksum: str) -> Path:
@@ -92,9 +146,30 @@ def sweep(
     plot: Annotated[Optional[bool], typer.Option(
         "--plot/--no-plot", help="Write sweep.png/.svg (needs the 'plot' extra); default: "
                                  "when matplotlib is installed.")] = None,
+    variation: V.VariationOpt = None,
+    pcm: V.PcmOpt = False,
+    sigma: Annotated[Optional[List[float]], typer.Option(
+        "--sigma", min=0.0, help="Programming sigma; repeatable (swept).")] = None,
+    sigma_range: Annotated[Optional[str], typer.Option(
+        help="LO:HI:N linearly spaced sigmas, e.g. 0.1:0.5:5.")] = None,
+    mapping: V.MappingOpt = "differential",
+    g_min: V.GMinOpt = 0.0,
+    g_max: V.GMaxOpt = 25.0,
+    cell_bits: V.CellBitsOpt = None,
+    scaling: V.ScalingOpt = "layer",
+    drift_time: Annotated[Optional[List[float]], typer.Option(
+        "--drift-time", min=0.0, help="Seconds since programming; repeatable (swept).")] = None,
+    drift_nu: V.DriftNuOpt = None,
+    drift_nu_std: V.DriftNuStdOpt = 0.0,
+    drift_compensation: V.DriftCompOpt = False,
+    read_noise: V.ReadNoiseOpt = None,
+    stuck_on: Annotated[Optional[List[float]], typer.Option(
+        "--stuck-on", min=0.0, max=1.0, help="Stuck-on cell rate; repeatable (swept).")] = None,
+    stuck_off: Annotated[Optional[List[float]], typer.Option(
+        "--stuck-off", min=0.0, max=1.0, help="Stuck-off cell rate; repeatable (swept).")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Monte-Carlo fault campaign: accuracy vs bit-error rate with confidence intervals."""
+    """Monte-Carlo campaign: accuracy vs bit-error rate or crossbar variation, with CIs."""
     from numharden.campaign import CampaignConfig, parse_shard, rank_groups, run_campaign
     from numharden.campaign.engine import FaultSweepSpec
     from numharden import config as nh_config
@@ -107,22 +182,35 @@ def sweep(
             mix_w = tuple(float(v) for v in mix.split(","))
         except ValueError:
             raise ConfigError(f"--mix {mix!r} must be three numbers FLIP,SA0,SA1") from None
-    spec = FaultSweepSpec(model=model or nh_config.get("default_model"), data=data or "fashion-mnist",
-                          images=images, target=target, kind=fault, sa1_fraction=sa1_fraction,
-                          mix=mix_w, per=per, bits=bits, include=tuple(tensors or ()),
-                          exclude=tuple(exclude or ()),
-                          group_by="layer" if per_layer else "bit" if per_bit else None,
-                          batch_size=batch_size)
+    common = dict(model=model or nh_config.get("default_model"), data=data or "fashion-mnist",
+                  images=images, target=target, kind=fault, sa1_fraction=sa1_fraction,
+                  mix=mix_w, per=per, bits=bits, include=tuple(tensors or ()),
+                  exclude=tuple(exclude or ()),
+                  group_by="layer" if per_layer else "bit" if per_bit else None,
+                  batch_size=batch_size)
+    sigmas = list(sigma or []) + _linear_range(sigma_range)
+    swept = {"sigma": sigmas, "drift_time": list(drift_time or []),
+             "stuck_on": list(stuck_on or []), "stuck_off": list(stuck_off or [])}
+    if variation is None and not pcm and not any(swept.values()):
+        spec = FaultSweepSpec(**common)
+        levels, quantity = parse_bers(ber, ber_range), "ber"
+    else:
+        spec, levels, quantity = _variation_sweep(common, swept, ber, ber_range, dict(
+            variation=variation, pcm=pcm, mapping=mapping, g_min=g_min, g_max=g_max,
+            cell_bits=cell_bits, scaling=scaling, drift_nu=drift_nu,
+            drift_nu_std=drift_nu_std, drift_compensation=drift_compensation,
+            read_noise=read_noise))
     _, evaluated = spec.loaded()
     if images is not None and images > len(evaluated):
         err.print((f"note: --images {images} is more than the {len(evaluated)} images of "
-                         f"{evaluated.name}; using all {len(evaluated)}"))
-    cfg = CampaignConfig(bers=parse_bers(ber, ber_range), trials=trials, seed=seed,
+                   f"{evaluated.name}; using all {len(evaluated)}"))
+    cfg = CampaignConfig(bers=levels, trials=trials, seed=seed, quantity=quantity,
                          ci_width=ci_width, max_trials=max_trials, groups=spec.groups())
     checksum = spec.model_checksum()
     store = out_dir or default_out(spec, cfg, checksum)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("BER {task.fields[ber]}  acc {task.fields[acc]}"), TimeElapsedColumn()]
+               TextColumn(f"{_level_label(cfg.quantity)} {{task.fields[ber]}}  acc {{task.fields[acc]}}"),
+               TimeElapsedColumn()]
     with Progress(*columns, console=err, disable=json_ or not err.is_terminal,
                   transient=True) as bar:
         task = bar.add_task("trials", total=None, ber="-", acc="-")
@@ -159,12 +247,18 @@ def _plot(result, store: Path, plot: bool | None, quiet: bool) -> list:
         return []
 
 
+def _level_label(quantity: str) -> str:
+    from numharden.campaign.spec import QUANTITY_LABELS
+    label, unit, _ = QUANTITY_LABELS[quantity]
+    return "BER" if quantity == "ber" else label + (f" ({unit})" if unit else "")
+
+
 def _table(result, ranking) -> None:
     base = result.baseline_acc
     out.print(bold_lead("fault-free accuracy: ", pct(base),
                         f"  model sha256 {result.model_checksum[:16]}"))
     cols = (["group"] if result.config.groups is not None else []) + [
-        "BER", "n", "acc%", "±95%", "drop", "SDC%", "±95%", "NaN%", "faults"]
+        _level_label(result.config.quantity), "n", "acc%", "±95%", "drop", "SDC%", "±95%", "NaN%", "faults"]
     t = table("accuracy under faults: n trials, rates in % and points, ±95% = half-width "
               "of the 95 % interval over trials", cols, right=cols[-9:])
     for r in result.rows:

@@ -66,8 +66,10 @@ def plot_sweep(result: CampaignResult, path_stem, *, title: str | None = None) -
     if result.baseline_acc is not None:
         ax.axhline(100 * result.baseline_acc, color="0.3", ls="--", lw=1,
                    label=f"fault-free {100 * result.baseline_acc:.2f}%")
-    ax.set_xscale("log")
-    ax.set_xlabel("bit-error rate")
+    from .spec import QUANTITY_LABELS
+    label, unit, scale = QUANTITY_LABELS[result.config.quantity]
+    ax.set_xscale(scale)
+    ax.set_xlabel(label + (f" ({unit})" if unit else ""))
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(title if title is not None else f"campaign {result.campaign_key}")
     ax.grid(True, which="both", alpha=0.3)

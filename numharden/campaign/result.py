@@ -120,7 +120,13 @@ class CampaignResult:
                 "spec": self.spec, "model_checksum": self.model_checksum,
                 "baseline_acc": self.baseline_acc, "complete": self.complete,
                 "n_records": self.n_records, "store": self.store, "torn": list(self.torn),
-                "rows": [r.to_dict() for r in self.rows]}
+                "rows": [r.to_dict() for r in self.rows], **self._quantity()}
+
+    def _quantity(self) -> dict:
+        """Name and unit of the swept quantity (rows keep the key ``ber`` for its level)."""
+        from .spec import QUANTITY_LABELS
+        label, unit, _ = QUANTITY_LABELS[self.config.quantity]
+        return {"quantity": {"name": self.config.quantity, "label": label, "unit": unit}}
 
     def rows_for(self, group=None) -> list:
         """Rows of one group (None for an ungrouped campaign), in BER order."""

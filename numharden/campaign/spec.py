@@ -21,6 +21,17 @@ from .seeds import ber_key, check_group
 __all__ = ["CampaignConfig", "RESULT_FIELDS", "check_spec", "check_trial_result",
            "canonical_json"]
 
+#: Swept quantities whose levels are probabilities (at most 1).
+RATE_QUANTITIES = ("ber", "stuck_on", "stuck_off")
+
+#: Label, unit and axis scale of each swept quantity (tables, JSON, plots).
+QUANTITY_LABELS = {"ber": ("bit-error rate", "", "log"),
+                   "sigma": ("programming sigma", "", "linear"),
+                   "drift_time": ("drift time", "s", "log"),
+                   "read_noise": ("read noise", "", "linear"),
+                   "stuck_on": ("stuck-on cell rate", "", "log"),
+                   "stuck_off": ("stuck-off cell rate", "", "log")}
+
 #: Integer counts every trial result must carry.
 RESULT_FIELDS = ("correct", "sdc", "nonfinite", "n_faults", "n_masked", "n_images")
 
@@ -65,6 +76,10 @@ class CampaignConfig:
         every group runs every BER. None for an ordinary sweep.
     confidence : float
         Two-sided confidence level of every interval (default 0.95).
+    quantity : str
+        What ``bers`` hold: ``'ber'`` (bit-error rates) or a swept crossbar quantity
+        (``sigma``, ``drift_time``, ``read_noise``, ``stuck_on``, ``stuck_off``); rates
+        must be at most 1. The name and unit label tables, JSON and plots.
     """
 
     bers: tuple
@@ -75,6 +90,7 @@ class CampaignConfig:
     round_size: int | None = None
     groups: tuple | None = None
     confidence: float = 0.95
+    quantity: str = "ber"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -87,11 +103,14 @@ class CampaignConfig:
             raise ConfigError("campaign option bers is empty; give at least one rate")
         for b in bers:
             ber_key(b)
-            if b > 1.0:
+            if b > 1.0 and self.quantity in RATE_QUANTITIES:
                 raise ConfigError(f"bit-error rate {b!r} exceeds 1; rates are probabilities")
         if len(set(bers)) != len(bers):
             raise ConfigError(f"campaign option bers={list(bers)} repeats a rate; give each "
                               f"rate once")
+        if self.quantity not in QUANTITY_LABELS:
+            raise ConfigError(f"campaign quantity {self.quantity!r}; expected one of "
+                              f"{list(QUANTITY_LABELS)}")
         set_("bers", bers)
         set_("seed", _int("seed", self.seed, 0))
         if self.ci_width is None:
@@ -143,6 +162,8 @@ class CampaignConfig:
         d = dataclasses.asdict(self)
         d["bers"] = list(self.bers)
         d["groups"] = None if self.groups is None else list(self.groups)
+        if d["quantity"] == "ber":  # keeps the campaign keys of BER sweeps unchanged
+            del d["quantity"]
         return d
 
     @classmethod

@@ -141,9 +141,12 @@ class FaultInjector:
     positions : list of ndarray (int64)
         Eligible bit positions of each targeted tensor.
     n_bits : int
-        Eligible bits over all targeted tensors (the Binomial's n for ``per='bit'``).
+        Eligible bits over all targeted tensors (the Binomial's n for ``per='bit'``);
+        bits of protected values (``StoredTensor.protect``) are not eligible, so the rate
+        is per unprotected bit.
     n_values : int
-        Values over all targeted tensors (the Binomial's n for ``per='value'``).
+        Unprotected values over all targeted tensors (the Binomial's n for
+        ``per='value'``).
     """
 
     def __init__(self, targets, model: FaultModel):
@@ -164,8 +167,14 @@ class FaultInjector:
         self._table = np.zeros((len(self.names), 32), np.int64)
         for i, p in enumerate(self.positions):
             self._table[i, : len(p)] = p
-        self._vcum = np.concatenate([[0], np.cumsum(self._plan.sizes)]).astype(np.int64)
-        self._cum = np.concatenate([[0], np.cumsum(self._plan.sizes * npos)]).astype(np.int64)
+        # protected values (StoredTensor.protect, read here once) hold no eligible bit:
+        # positions are drawn over the unprotected values and mapped back to flat indices
+        self._free = {i: np.flatnonzero(~t.protect.reshape(-1))
+                      for i, t in enumerate(self._plan.tensors) if t.protect is not None}
+        free = np.array([len(self._free[i]) if i in self._free else s
+                         for i, s in enumerate(self._plan.sizes)], np.int64)
+        self._vcum = np.concatenate([[0], np.cumsum(free)]).astype(np.int64)
+        self._cum = np.concatenate([[0], np.cumsum(free * npos)]).astype(np.int64)
         self.n_bits = int(self._cum[-1])
         self.n_values = int(self._vcum[-1])
         self._weights = model.weights
@@ -199,6 +208,9 @@ class FaultInjector:
             K._locate_values(v, self._vcum, tensor, index)
             slot = rng.integers(0, self._npos[tensor]) if k else np.empty(0, np.int64)
             bit = self._table[tensor, slot].astype(np.uint8)
+        for t, free in self._free.items():
+            sel = tensor == t
+            index[sel] = free[index[sel]]
         kind = draw_kinds(k, self._weights, rng)
         return FaultList(self.names, self._plan.formats, self._plan.sizes, tensor, index,
                          bit, kind)

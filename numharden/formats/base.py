@@ -167,6 +167,9 @@ class StoredTensor:
         Channel axis of a per-channel scale / zero point.
     version : int
         Bumped by :meth:`touch`; caches derived from the codes compare it.
+    protect : ndarray of bool or None
+        Values held exactly in reliable storage: neither bit faults nor crossbar
+        variation change them (docs/FORMAT.md section 5, ``protect``).
     """
 
     codes: np.ndarray
@@ -175,6 +178,7 @@ class StoredTensor:
     zero_point: np.ndarray | None = None
     axis: int | None = None
     version: int = field(default=0)
+    protect: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.fmt, Format):
@@ -204,6 +208,13 @@ class StoredTensor:
                 )
             self.axis = self.axis % nd
         self.fmt._check_params(self.codes.shape, self.scale, self.zero_point, self.axis)
+        if self.protect is not None:
+            p = np.asarray(self.protect)
+            if p.shape != self.codes.shape or p.dtype.kind not in "bu":
+                raise ShapeError(
+                    f"StoredTensor protect mask: expected a bool/uint8 array of shape "
+                    f"{self.codes.shape}, found {p.dtype} {p.shape}; pass one flag per value")
+            self.protect = np.ascontiguousarray(p.astype(np.bool_))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -239,4 +250,5 @@ class StoredTensor:
             None if self.zero_point is None else self.zero_point.copy(),
             self.axis,
             self.version,
+            None if self.protect is None else self.protect.copy(),
         )

@@ -133,7 +133,7 @@ def save_model(model: Model, path: str | os.PathLike, *, faulted: bool = False) 
     _check_semantics(graph, model.params, where, faulted=faulted)
     entries = [(n, st.fmt.spec, st.axis if st.fmt.per_channel else None, st.codes,
                 st.scale if st.fmt.kind in ("int", "affine") else None,
-                st.zero_point if st.fmt.kind == "affine" else None)
+                st.zero_point if st.fmt.kind == "affine" else None, st.protect)
                for n, st in model.params.items()]
     sha = digest(graph_text.encode(), meta_text.encode(), entries)
 
@@ -341,7 +341,7 @@ def content_sha256(f: h5py.File) -> str:
         if not isinstance(spec, str) or "codes" not in g:
             raise FormatError(f"{where}: parameter {name!r} needs a string attribute 'format' "
                               "and a dataset 'codes' to be checksummed")
-        arrays = [np.asarray(g[m][()]) if m in g else None for m in ("codes", "scale", "zero_point")]
+        arrays = [np.asarray(g[m][()]) if m in g else None for m in ("codes", "scale", "zero_point", "protect")]
         axis = int(g.attrs["axis"]) if "axis" in g.attrs else None
         entries.append((name, spec, axis, *arrays))
     return digest(_text(f, "graph", where), _text(f, "meta", where), entries)

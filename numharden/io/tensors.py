@@ -11,7 +11,7 @@ from ..errors import (ConfigError, DTypeError, FormatError, MissingTensorError,
                       NumhardenError, ShapeError)
 from ..formats import Format, StoredTensor, parse_format
 
-MEMBERS = ("codes", "scale", "zero_point")
+MEMBERS = ("codes", "scale", "zero_point", "protect")
 DIGEST_PREFIX = b"numharden-model-v1\0"
 
 
@@ -112,6 +112,8 @@ def write_tensor(params_group, name: str, st: StoredTensor) -> None:
         g.create_dataset("scale", data=_little(np.asarray(st.scale, np.float32)))
     if has_zero_point(st.fmt):
         g.create_dataset("zero_point", data=_little(np.asarray(st.zero_point, np.int32)))
+    if st.protect is not None:
+        g.create_dataset("protect", data=st.protect.astype(np.uint8))
 
 
 def _little(a: np.ndarray) -> np.ndarray:
@@ -134,7 +136,8 @@ def read_tensor(h5py, params_group, name: str, where: str, *,
     -------
     st : StoredTensor
     digest_entry : tuple
-        ``(name, format attribute as stored, axis or None, codes, scale, zero_point)``
+        ``(name, format attribute as stored, axis or None, codes, scale, zero_point,
+        protect)`` (None where absent)
         for :func:`digest`.
     """
     label = f"{where}: parameter {name!r}"
@@ -170,11 +173,18 @@ def read_tensor(h5py, params_group, name: str, where: str, *,
                              f"{fmt.spec} codes of shape {codes.shape}"
                              + (f" along axis {axis}" if axis is not None else ""))
     check_values(fmt, codes, scale, zp, label, faulted=faulted)
+    protect = None
+    if "protect" in g:
+        protect = _read(h5py, g, "protect", np.dtype(np.uint8), label)
+        if protect.shape != codes.shape or (protect.size and int(protect.max()) > 1):
+            raise FormatError(f"{label}: protect must be uint8 0/1 of the codes' shape "
+                              f"{codes.shape}, found shape {protect.shape} with values up to "
+                              f"{int(protect.max()) if protect.size else 0}")
     try:
-        st = StoredTensor(codes, fmt, scale, zp, axis)
+        st = StoredTensor(codes, fmt, scale, zp, axis, protect=protect)
     except NumhardenError as exc:  # anything the format itself still refuses
         raise type(exc)(f"{label}: {exc}") from None
-    return st, (name, spec, axis, codes, scale, zp)
+    return st, (name, spec, axis, codes, scale, zp, protect)
 
 
 def _read(h5py, g, member: str, dtype: np.dtype, label: str) -> np.ndarray:
@@ -224,17 +234,20 @@ def digest(graph_text: bytes, meta_text: bytes, entries) -> str:
     graph_text, meta_text : bytes
         UTF-8 JSON text of ``/graph`` and ``/meta`` as stored.
     entries : iterable of tuple
-        ``(name, format string, axis or None, codes, scale or None, zero_point or None)``.
+        ``(name, format string, axis or None, codes, scale, zero_point, protect)``
+        (None where absent; a 6-tuple means no protect mask).
     """
     h = hashlib.sha256(DIGEST_PREFIX)
     h.update(graph_text + b"\0")
     h.update(meta_text + b"\0")
-    for name, spec, axis, codes, scale, zp in sorted(entries, key=lambda e: e[0].encode()):
+    for entry in sorted(entries, key=lambda e: e[0].encode()):
+        name, spec, axis, codes, scale, zp = entry[:6]
+        protect = entry[6] if len(entry) > 6 else None
         fields = (name, spec, "" if axis is None else str(int(axis)),
                   ",".join(str(d) for d in codes.shape))
         for field in fields:
             h.update(field.encode("utf-8") + b"\0")
-        for arr in (codes, scale, zp):
+        for arr in (codes, scale, zp, None if protect is None else protect.astype(np.uint8)):
             if arr is not None:
                 h.update(_little(np.asarray(arr)).tobytes())
     return h.hexdigest()
