@@ -191,7 +191,9 @@ def sweep(
     sigmas = list(sigma or []) + _linear_range(sigma_range)
     swept = {"sigma": sigmas, "drift_time": list(drift_time or []),
              "stuck_on": list(stuck_on or []), "stuck_off": list(stuck_off or [])}
-    if variation is None and not pcm and not any(swept.values()):
+    if variation is None and not pcm and not any(swept.values()) and V.variation_spec(
+            None, False, None, mapping, g_min, g_max, cell_bits, scaling, 0.0, drift_nu,
+            drift_nu_std, drift_compensation, read_noise, 0.0, 0.0) is None:
         spec = FaultSweepSpec(**common)
         levels, quantity = parse_bers(ber, ber_range), "ber"
     else:

@@ -41,6 +41,16 @@ def variation_spec(variation, pcm, sigma, mapping, g_min, g_max, cell_bits, scal
                                       or read_noise or cell_bits):
         if sigma is not None:
             raise ConfigError("--sigma needs --variation gaussian|lognormal|additive or --pcm")
+        VariationSpec(mapping=mapping, g_min=g_min, g_max=g_max, scaling=scaling)  # validate
+        unused = [f"--{k.replace('_', '-')}" for k, v, d in (
+            ("mapping", mapping, "differential"), ("g_min", g_min, 0.0), ("g_max", g_max, 25.0),
+            ("scaling", scaling, "layer"), ("drift_time", drift_time, 0.0),
+            ("drift_nu_std", drift_nu_std, 0.0),
+            ("drift_compensation", drift_compensation, False)) if v != d]
+        if unused:
+            raise ConfigError(f"{', '.join(unused)} only apply to crossbar variation; add "
+                              f"--variation gaussian|lognormal|additive, --pcm, --stuck-on/"
+                              f"--stuck-off, --read-noise or --cell-bits, or leave them out")
         return None
     if sigma is None:
         sigma = 1.0 if pcm else 0.0

@@ -44,3 +44,30 @@ def test_inject_variation_errors(tmp_path):
                                 str(tmp_path / "x.h5")])
         assert r.exit_code == 2, r.output
         assert r.stderr.startswith("error:") and msg in r.stderr, r.stderr
+
+
+def test_crossbar_options_without_a_variation_model_are_refused(tmp_path):
+    """No option accepted and ignored: --mapping etc. alone would change nothing."""
+    m = build("lenet5", weight_format="int8/ch", seed=1)
+    save_model(m, tmp_path / "m.h5")
+    for cmd, extra in ((["inject"], ["--ber", "1e-3", "-o", str(tmp_path / "x.h5")]),
+                       (["sweep"], ["--ber", "1e-3", "--trials", "1", "--images", "32",
+                                    "--out", str(tmp_path / "s"), "--no-plot"])):
+        for args in (["--mapping", "offset"], ["--g-max", "40"], ["--scaling", "column"],
+                     ["--drift-compensation"]):
+            r = runner.invoke(app, [*cmd, str(tmp_path / "m.h5"), *args, *extra])
+            assert r.exit_code == 2, (cmd, args, r.output)
+            assert r.stderr.startswith("error:") and "only apply to crossbar" in r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "s").exists()
+
+
+def test_sweep_read_noise_alone_is_a_variation_campaign(tmp_path):
+    m = build("lenet5", weight_format="int8/ch", seed=1)
+    save_model(m, tmp_path / "m.h5")
+    r = runner.invoke(app, ["sweep", str(tmp_path / "m.h5"), "--read-noise", "0.05",
+                            "--ber", "1e-4", "--trials", "2", "--images", "64",
+                            "--out", str(tmp_path / "s"), "--no-plot", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    assert d["spec"]["variation"]["read_noise"] == 0.05, d["spec"]
