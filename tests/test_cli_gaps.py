@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from numharden.campaign.store import CampaignStore
 from numharden.data import load_dataset
 from numharden.io import save_model
 from numharden.models import build
@@ -177,3 +178,27 @@ def test_bad_scheduler_address_fails_fast_and_writes_nothing(tmp_path):
         _one_error_line(p, repr(addr), *words)
         assert time.monotonic() - t0 < 30
         assert not (tmp_path / "S").exists()
+
+
+def test_one_sweep_trial_is_reproduced_by_inject_with_its_record_seed(fx, tmp_path):
+    """Item 15: docs/CLI.md says `inject --seed <record seed>` with the sweep's fault options
+    rebuilds a trial's faulted model; check the fault count and the accuracy it gives."""
+    opts = ["--ber", "2e-3", "--fault", "mix", "--mix", "0.5,0.25,0.25"]
+    data = ["--data", str(fx / "good.npz")]
+    r = runner.invoke(app, ["sweep", str(fx / "m.h5"), *opts, "--trials", "3", "--no-plot",
+                            "--out", str(tmp_path / "S"), *data, "--json"])
+    assert r.exit_code == 0, r.output
+    recs = [rec for rec in CampaignStore.open(tmp_path / "S").load().records.values()
+            if rec["ber"] > 0]
+    assert len(recs) == 3 and len({rec["seed"] for rec in recs}) == 3
+    assert any(rec["n_faults"] > rec["n_masked"] for rec in recs)
+    for rec in recs:
+        out = tmp_path / f"t{rec['trial']}.h5"
+        r = runner.invoke(app, ["inject", str(fx / "m.h5"), *opts, "--seed", str(rec["seed"]),
+                                "-o", str(out), "--json"])
+        assert r.exit_code == 0, r.output
+        d = json.loads(r.stdout.strip().splitlines()[-1])
+        assert (d["n_faults"], d["n_masked"]) == (rec["n_faults"], rec["n_masked"])
+        r = runner.invoke(app, ["eval", str(out), *data, "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout.strip().splitlines()[-1])["correct"] == rec["correct"]

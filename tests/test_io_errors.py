@@ -187,7 +187,8 @@ def test_meta_errors(saved):
     cases = [
         (lambda d: d.update(class_names=["a"]), "lists 1 names but the network has 3 outputs"),
         (lambda d: d.update(normalization={"mean": [0.1, 0.2], "std": [1.0]}),
-         "normalization mean must list 1 or 1 finite numbers"),
+         "normalization mean must list one finite number (the input has one channel), found "
+         "[0.1, 0.2]"),
         (lambda d: d.update(normalization={"mean": [0.1], "std": [0.0]}),
          "normalization std must be > 0"),
         (lambda d: d.update(arch=5), "meta arch must be a string"),
@@ -208,8 +209,46 @@ def test_shape_mismatch_conv_weight_vs_channels(saved):
         replace(g, "codes", np.zeros((5, 1, 3, 3), np.int8))
         replace(g, "scale", np.ones(5, np.float32))
     edit(saved, widen)
-    expect(ShapeError, saved, "parameter 'conv1.weight' (conv2d weight) has shape (5, 1, 3, 3), "
-           "expected (4, 1, 3, 3)")
+    expect(ShapeError, saved, "node 'conv1' (conv2d) has in_channels=1, out_channels=4, groups=1, "
+           "kernel=[3, 3], which needs its weight 'conv1.weight' of shape (4, 1, 3, 3), but that "
+           "tensor has shape (5, 1, 3, 3)")
+
+
+def test_node_attributes_checked_against_own_weight_first(saved):
+    """Item 11: out_channels that contradict the conv's own weight are reported at the conv,
+    not at a downstream node whose input width then disagrees."""
+    edit_json(saved, "graph", lambda d: node(d, "conv1")["attrs"].update(out_channels=5))
+    expect(ShapeError, saved, "node 'conv1' (conv2d) has in_channels=1, out_channels=5",
+           "needs its weight 'conv1.weight' of shape (5, 1, 3, 3), but that tensor has shape "
+           "(4, 1, 3, 3)")
+
+
+def test_misspelled_parameter_reference_suggests_the_close_match(saved):
+    edit_json(saved, "graph", lambda d: node(d, "fc")["params"].update(bias="fc.biass"))
+    expect(MissingTensorError, saved, "parameter 'fc.biass' (linear bias of node 'fc') is "
+           "missing: no group /params/fc.biass; did you mean 'fc.bias' (stored, but no node "
+           "uses it)?")
+
+
+def test_malformed_sha256_is_called_malformed(saved):
+    edit(saved, lambda f: f.attrs.__setitem__("sha256", "abc"), rehash=False)
+    expect(FormatError, saved, "'sha256' must be 64 hexadecimal digits, found 'abc'",
+           "malformed", "docs/FORMAT.md section 7")
+
+
+def test_cycle_is_called_a_cycle(saved):
+    def loop(d):  # relu1 reads aq1, which (via bn1 <- relu1?) -- make bn1 read relu1
+        node(d, "bn1")["inputs"] = ["relu1"]
+    edit_json(saved, "graph", loop)
+    expect(FormatError, saved, "the graph has a cycle: ", "bn1 -> relu1 -> bn1", "acyclic")
+
+
+def test_out_of_order_nodes_without_cycle(saved):
+    def swap(d):
+        i, j = (next(k for k, n in enumerate(d["nodes"]) if n["name"] == m) for m in ("bn1", "relu1"))
+        d["nodes"][i], d["nodes"][j] = d["nodes"][j], d["nodes"][i]
+    edit_json(saved, "graph", swap)
+    expect(FormatError, saved, "node 'relu1' reads 'bn1', which comes later", "topological order")
 
 
 def test_scale_shape_mismatch(saved):

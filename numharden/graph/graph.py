@@ -185,6 +185,20 @@ def param_shapes(node: Node) -> dict[str, tuple]:
     return {}
 
 
+def _cycle_through(nodes: dict, start: str) -> list[str]:
+    """A data-flow path ``start -> ... -> start``, or [] when ``start`` is on no cycle."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        name, path = stack.pop()
+        for i in nodes[name].inputs if name in nodes else ():
+            if i == start:
+                return (path + [start])[::-1]  # in data-flow order
+            if i in nodes and i not in seen:
+                seen.add(i)
+                stack.append((i, path + [i]))
+    return []
+
+
 class Graph:
     """Nodes in topological order with the per-sample input shape and the output node.
 
@@ -198,8 +212,10 @@ class Graph:
         self.output = output
         self.by_name: dict[str, Node] = {}
         self.shapes: dict[str, tuple] = {INPUT: self.input_shape}
+        self._all = {n.name: n for n in self.nodes}
         for node in self.nodes:
             self._add(node)
+        del self._all
         if output not in self.by_name:
             raise MissingTensorError(f"graph output {output!r} is not a node; nodes are "
                                      f"{list(self.by_name)[-5:]} (last five)")
@@ -222,8 +238,7 @@ class Graph:
                               f"got {node.inputs}")
         for i in node.inputs:
             if i not in self.shapes:
-                raise FormatError(f"node {node.name!r} reads {i!r}, which is not an earlier "
-                                  "node or 'input'; list nodes in topological order")
+                raise FormatError(self._bad_input(node, i))
         expected = set(param_shapes(node))
         if not set(node.params) <= expected | {"bias"} or not {
                 r for r in expected if r != "bias"} <= set(node.params):
@@ -231,6 +246,18 @@ class Graph:
                               f"{sorted(node.params)}, expected {sorted(expected)}")
         self.shapes[node.name] = tuple(rule(node, [self.shapes[i] for i in node.inputs]))
         self.by_name[node.name] = node
+
+    def _bad_input(self, node: Node, name: str) -> str:
+        """Why ``node`` cannot read ``name`` yet: a cycle, a later node, or no such node."""
+        if name not in self._all:
+            return (f"node {node.name!r} reads {name!r}, which is not a node or 'input'; "
+                    "fix the name in its inputs")
+        path = _cycle_through(self._all, node.name) or _cycle_through(self._all, name)
+        if path:
+            return (f"the graph has a cycle: {' -> '.join(path)}; a network graph must be "
+                    "acyclic (remove one of these inputs)")
+        return (f"node {node.name!r} reads {name!r}, which comes later in /graph nodes; list "
+                "nodes in topological order (every node after the nodes it reads)")
 
     def __getitem__(self, name: str) -> Node:
         try:

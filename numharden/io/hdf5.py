@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -13,8 +15,9 @@ import h5py
 import numpy as np
 
 from .. import config
-from ..errors import ConfigError, FormatError, MissingTensorError, NumhardenError
+from ..errors import ConfigError, FormatError, MissingTensorError, NumhardenError, ShapeError
 from ..graph import Graph, Model
+from ..graph.graph import Node, param_shapes
 from . import schema
 from .tensors import check_stored, digest, read_tensor, write_tensor
 
@@ -127,7 +130,8 @@ def save_model(model: Model, path: str | os.PathLike, *, faulted: bool = False) 
         raise ConfigError(f"{where}: folder {str(path.parent)!r} does not exist; create it first")
     graph_text = _dumps(model.graph.to_dict(), "the graph", where)
     meta_text = _dumps(model.meta, "model.meta", where)
-    graph = _check_contents(json.loads(graph_text), json.loads(meta_text), model.params, where)
+    shapes = {n: tuple(t.shape) for n, t in model.params.items()}
+    graph = _check_contents(json.loads(graph_text), json.loads(meta_text), shapes, where)
     for name, st in model.params.items():
         check_stored(name, st, where, faulted=faulted)
     _check_semantics(graph, model.params, where, faulted=faulted)
@@ -169,8 +173,18 @@ def save_model(model: Model, path: str | os.PathLike, *, faulted: bool = False) 
 
 
 def _check_contents(graph_dict, meta, params: dict, where: str) -> Graph:
-    """Schema, graph and meta checks shared by save and load; returns the Graph."""
+    """Schema, graph and meta checks shared by save and load; returns the Graph.
+
+    ``params`` maps each stored parameter name to its shape (None where unknown). Each
+    node's references and its attributes against its own parameters are checked before
+    the graph's shapes are propagated, so an error names the node at fault, not a
+    downstream one.
+    """
     schema.check_graph_dict(graph_dict, where)
+    used = {p for n in graph_dict["nodes"] for p in (n.get("params") or {}).values()}
+    orphans = [str(p) for p in params if p not in used]
+    for node in graph_dict["nodes"]:
+        _check_node_params(node, params, orphans, where)
     try:
         graph = Graph.from_dict(graph_dict)
     except NumhardenError as exc:
@@ -183,6 +197,46 @@ def _check_contents(graph_dict, meta, params: dict, where: str) -> Graph:
     out = graph.shapes[graph.output]
     schema.check_meta(meta, graph.input_shape[0], out[0] if len(out) == 1 else None, where)
     return graph
+
+
+def _check_node_params(d: dict, params: dict, orphans: list, where: str) -> None:
+    """One node's parameter references exist (suggesting a stored parameter no node uses
+    when its name is close), and its attributes imply their shapes."""
+    name, op = d.get("name"), d.get("op")
+    refs = d.get("params") or {}
+    for role, pname in refs.items():
+        if pname not in params:
+            close = difflib.get_close_matches(str(pname), orphans, n=1)
+            hint = (f"did you mean {close[0]!r} (stored, but no node uses it)?" if close else
+                    "write it (docs/FORMAT.md section 5) or fix the node's params")
+            raise MissingTensorError(f"{where}: parameter {pname!r} ({op} {role} of node "
+                                     f"{name!r}) is missing: no group /params/{pname}; {hint}")
+    try:
+        node = Node(name, op, list(d.get("inputs", [])), dict(d.get("attrs", {})), dict(refs))
+        want = param_shapes(node)
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError):
+        return  # malformed attributes: the graph check reports them
+    for role, pname in refs.items():
+        got = params[pname]
+        if role in want and got is not None and tuple(got) != tuple(want[role]):
+            keys = [k for k in ("in_channels", "out_channels", "groups", "kernel", "in_features",
+                                "out_features", "num_features") if k in node.attrs]
+            attrs = ", ".join(f"{k}={node.attrs[k]}" for k in keys)
+            raise ShapeError(f"{where}: node {name!r} ({op}) has {attrs}, which needs its {role} "
+                             f"{pname!r} of shape {tuple(want[role])}, but that tensor has shape "
+                             f"{tuple(got)}; fix the node's attributes or the tensor")
+
+
+def _stored_shapes(group) -> dict:
+    """Parameter name -> shape of its codes dataset, without reading it (None if unknown)."""
+    out = {}
+    for name, g in group.items():
+        codes = g.get("codes") if isinstance(g, h5py.Group) else None
+        out[name] = codes.shape if isinstance(codes, h5py.Dataset) else None
+    return out
+
+
+_SHA = re.compile(r"[0-9a-fA-F]{64}")
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -239,7 +293,7 @@ def _read_all(f, where: str) -> Model:
     group = f["params"]
     if not isinstance(group, h5py.Group):
         raise FormatError(f"{where}: /params must be a group, found a dataset")
-    graph = _check_contents(graph_dict, meta, dict.fromkeys(group), where)
+    graph = _check_contents(graph_dict, meta, _stored_shapes(group), where)
     faulted = "faults" in f  # a faulted model file (FORMAT.md section 8)
     params, entries = {}, []
     for node in graph.nodes:
@@ -259,7 +313,12 @@ def _read_all(f, where: str) -> Model:
     _check_semantics(graph, params, where, faulted=faulted)
     stored = f.attrs.get("sha256")
     if stored is not None:
-        stored = stored.decode() if isinstance(stored, bytes) else str(stored)
+        stored = stored.decode("utf-8", "replace") if isinstance(stored, bytes) else str(stored)
+        if not _SHA.fullmatch(stored):
+            raise FormatError(f"{where}: root attribute 'sha256' must be 64 hexadecimal digits, "
+                              f"found {stored[:70]!r}: it is malformed, not a checksum of other "
+                              "content; write it as docs/FORMAT.md section 7 describes, or "
+                              "delete the attribute (it is optional)")
         actual = digest(graph_text, meta_text, entries)
         if stored.lower() != actual:
             raise FormatError(f"{where}: content checksum mismatch (sha256 attribute {stored[:12]}"

@@ -172,9 +172,11 @@ def check_meta(meta, input_channels: int, num_outputs: int | None, where: str) -
         for key in ("mean", "std"):
             v = norm[key]
             if not (isinstance(v, list) and len(v) in (1, input_channels) and all(map(_num, v))):
-                raise FormatError(f"{where}: meta normalization {key} must list 1 or "
-                                  f"{input_channels} finite numbers (one per input channel), "
-                                  f"found {v!r}; {fix}")
+                want = ("one finite number (the input has one channel)" if input_channels == 1
+                        else f"1 finite number (shared by all channels) or {input_channels} "
+                             "(one per input channel)")
+                raise FormatError(f"{where}: meta normalization {key} must list {want}, found "
+                                  f"{v!r}; {fix}")
         if not all(s > 0 for s in norm["std"]):
             raise FormatError(f"{where}: meta normalization std must be > 0, found "
                               f"{norm['std']!r}")
