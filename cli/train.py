@@ -139,8 +139,9 @@ def weight_format(wbits: int, per_tensor: bool, fmt: str | None) -> str:
 
 @handle_errors
 def train(
-    arch: Annotated[str, typer.Option(help="Zoo architecture: lenet5, resnet20, resnet18, "
-                                           "mobilenetv2, densenet.")] = "lenet5",
+    arch: Annotated[str, typer.Option(help="Zoo architecture: lenet5, resnet20, resnet20a "
+                                           "(option-A shortcuts), resnet18, mobilenetv2, "
+                                           "densenet.")] = "lenet5",
     wbits: Annotated[int, typer.Option(help="Weight bits (2..8 signed integer, 32 = fp32).")] = 4,
     abits: Annotated[int, typer.Option(min=0, max=16, help="Activation bits after every "
                                                            "ReLU (0 = not quantised).")] = 4,

@@ -142,6 +142,19 @@ def flatten(x):
     return out
 
 
+def subsample_pad(x, stride, pad_channels):
+    N, H, W, C = x.shape
+    (sh, sw), (before, after) = stride, pad_channels
+    Ho, Wo = (H + sh - 1) // sh, (W + sw - 1) // sw
+    out = np.zeros((N, Ho, Wo, before + C + after), x.dtype)
+    for n in range(N):
+        for i in range(Ho):
+            for j in range(Wo):
+                for c in range(C):
+                    out[n, i, j, before + c] = x[n, i * sh, j * sw, c]
+    return out
+
+
 def act_quant(x, bits, clip):
     """Returns (y, codes) computed one element at a time in x's dtype."""
     t = x.dtype.type

@@ -14,6 +14,8 @@ CASES = {
     "lenet5": ((1, 12, 12), ["conv1.weight", "conv2.bias", "fc1.weight", "fc3.bias"]),
     "resnet20": ((3, 8, 8), ["conv1.weight", "bn1.weight", "layer2.0.downsample.0.weight",
                              "layer2.0.downsample.1.bias", "layer3.2.bn2.weight", "fc.weight"]),
+    "resnet20a": ((3, 8, 8), ["conv1.weight", "layer2.0.conv1.weight", "layer2.0.bn2.bias",
+                              "layer3.0.conv2.weight", "fc.weight"]),
     "resnet18": ((3, 8, 8), ["conv1.weight", "layer1.0.bn1.bias", "layer4.1.conv2.weight",
                              "fc.bias"]),
     "mobilenetv2": ((3, 8, 8), ["stem.conv.weight", "blocks.1.dw.conv.weight",

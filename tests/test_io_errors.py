@@ -311,3 +311,29 @@ def test_bf16_and_fixed_point_values(tmp_path):
     path = save_model(small_model("q3.2"), tmp_path / "q.h5")
     edit(path, lambda f: replace(f["params/fc.weight"], "codes", np.full((3, 64), 16, np.int8)))
     expect(FormatError, path, "q3.2 codes must lie in [-16, 15]", "found [16, 16]")
+
+
+def test_subsample_pad_round_trip_and_attribute_errors(tmp_path):
+    """Issue 9 item 14: option-A shortcuts are a parameter-free op of the format."""
+    from numharden.models import build
+    m = build("resnet20a", input_shape=(3, 8, 8), num_classes=4, seed=2)
+    path = save_model(m, tmp_path / "a.h5")
+    back = load_model(path)
+    sp = [n for n in back.graph.nodes if n.op == "subsample_pad"]
+    assert [(n.name, n.attrs) for n in sp] == [
+        ("layer2.0.shortcut", {"stride": [2, 2], "pad_channels": [8, 8]}),
+        ("layer3.0.shortcut", {"stride": [2, 2], "pad_channels": [16, 16]})]
+    assert not any("downsample" in p for p in back.params)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(back.forward(x), m.forward(x))
+    original = path.read_bytes()
+    for mutate, exc, fragment in [
+            (lambda d: node(d, "layer2.0.shortcut")["attrs"].update(pad_channels=[-1, 8]),
+             FormatError, "attribute 'pad_channels' must be a list of 2 integers >= 0"),
+            (lambda d: node(d, "layer2.0.shortcut")["attrs"].update(stride=[0, 2]),
+             FormatError, "attribute 'stride' must be a list of 2 integers >= 1"),
+            (lambda d: node(d, "layer2.0.shortcut")["attrs"].update(pad_channels=[8, 7]),
+             ShapeError, "add node 'layer2.0.add' needs two inputs of equal shape")]:
+        path.write_bytes(original)
+        edit_json(path, "graph", mutate)
+        expect(exc, path, fragment)

@@ -24,7 +24,8 @@ from numharden.io import from_onnx, from_safetensors, to_onnx  # noqa: E402
 from numharden.models import build  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "golden" / "onnx"
-CASES = [(a, m) for a in ("lenet5", "resnet20", "mobilenetv2", "densenet") for m in ("float", "qdq")]
+CASES = [(a, m) for a in ("lenet5", "resnet20", "resnet20a", "mobilenetv2", "densenet")
+         for m in ("float", "qdq")]
 
 
 def ort_run(path, x):
@@ -55,7 +56,7 @@ def test_torch_exported_fixture(arch, mode):
     if mode == "float":
         assert fmts == {"fp32"}
     else:
-        want = {"lenet5": {"uint8"}, "resnet20": {"int8/ch"}, "mobilenetv2": {"int8/ch", "uint8"},
+        want = {"lenet5": {"uint8"}, "resnet20": {"int8/ch"}, "resnet20a": {"int8/ch"}, "mobilenetv2": {"int8/ch", "uint8"},
                 "densenet": {"int8"}}[arch]
         assert want <= fmts and any(n.op == "act_quant" for n in m.graph.nodes)
     # PyTorch's state_dict names survive for conv weights
@@ -69,7 +70,7 @@ ZOO = [("lenet5", (1, 28, 28), fmt, ab) for fmt, ab in
 ZOO += [("resnet20", (3, 8, 8), "int8/ch", None), ("resnet20", (3, 8, 8), "int4/ch", 4),
         ("mobilenetv2", (3, 8, 8), "uint8/ch", None), ("mobilenetv2", (3, 8, 8), "bf16", 8),
         ("densenet", (3, 8, 8), "int8", 4), ("densenet", (3, 8, 8), "fp16", None),
-        ("resnet18", (3, 8, 8), "int8/ch", None)]
+        ("resnet18", (3, 8, 8), "int8/ch", None), ("resnet20a", (3, 8, 8), "int8/ch", 8)]
 
 
 def _faulted(arch, shape, fmt, abits, seed=3):
@@ -96,7 +97,7 @@ def test_export_runs_in_onnxruntime(tmp_path, arch, shape, fmt, abits):
         assert_float_close(ort_run(path, x), ref)
 
 
-@pytest.mark.parametrize("arch,shape,fmt,abits", ZOO[:9] + ZOO[10:12])
+@pytest.mark.parametrize("arch,shape,fmt,abits", ZOO[:9] + ZOO[10:12] + ZOO[-1:])
 def test_round_trip_keeps_codes(tmp_path, arch, shape, fmt, abits):
     m = _faulted(arch, shape, fmt, abits)
     for qdq in (True, False):
@@ -368,3 +369,38 @@ def test_activation_qdq_with_fused_relu(tmp_path):
         assert m.graph["aq"].op == "act_quant" and m.graph["aq"].attrs["bits"] == 8
         x = np.random.default_rng(4).standard_normal((3, 3, 6, 6)).astype(np.float32)
         assert_float_close(m.forward(x), ort_run(path, x))
+
+
+def test_option_a_shortcut_imports_as_one_subsample_pad():
+    m = from_onnx(FIXTURES / "resnet20a_float.onnx")
+    sp = [n.attrs for n in m.graph.nodes if n.op == "subsample_pad"]
+    assert sp == [{"stride": [2, 2], "pad_channels": [4, 4]},
+                  {"stride": [2, 2], "pad_channels": [8, 8]}]
+    assert not any(n.op == "conv2d" and n.attrs["kernel"] == [1, 1] for n in m.graph.nodes)
+
+
+def test_slices_and_pads_numharden_cannot_express_are_refused(tmp_path):
+    def model(slice_args, pads):
+        inits = [numpy_helper.from_array(np.asarray(v, np.int64), k) for k, v in
+                 zip(("st", "en", "ax", "sp"), slice_args)]
+        inits.append(numpy_helper.from_array(np.asarray(pads, np.int64), "pads"))
+        nodes = [helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["s"], name="sl"),
+                 helper.make_node("Pad", ["s", "pads"], ["y"], name="pad", mode="constant")]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+            "x", onnx.TensorProto.FLOAT, [1, 2, 4, 4])], [helper.make_tensor_value_info(
+                "y", onnx.TensorProto.FLOAT, None)], inits)
+        path = tmp_path / "m.onnx"
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+        return path
+    big = 2 ** 62
+    ok = from_onnx(model(([0, 0], [big, big], [2, 3], [2, 2]), [0, 1, 0, 0, 0, 1, 0, 0]))
+    assert [(n.op, n.attrs) for n in ok.graph.nodes] == [
+        ("subsample_pad", {"stride": [2, 2], "pad_channels": [1, 1]})]
+    for args, pads, words in [
+            (([1, 0], [big, big], [2, 3], [2, 2]), [0] * 8, "strided subsample of H and W"),
+            (([0, 0], [3, big], [2, 3], [2, 2]), [0] * 8, "from 0 to the end"),
+            (([0], [big], [1], [2]), [0] * 8, "strided subsample"),
+            (([0, 0], [big, big], [2, 3], [2, 2]), [0, 0, 1, 0, 0, 0, 1, 0],
+             "zero padding of the channel axis")]:
+        with pytest.raises(FormatError, match=words):
+            from_onnx(model(args, pads))

@@ -131,6 +131,23 @@ def test_flatten_nchw_order_and_adjoint():
         ops.flatten(x[0, 0, 0])
 
 
+@pytest.mark.parametrize("shape,stride,pads", [((2, 8, 8, 3), (2, 2), (2, 3)),
+                                               ((1, 7, 5, 4), (2, 3), (0, 4)),
+                                               ((2, 3, 3, 2), (1, 1), (1, 0))])
+def test_subsample_pad_loop_twin_and_adjoint(shape, stride, pads):
+    x = _rng(10).standard_normal(shape)
+    y = ops.subsample_pad(x, stride, pads)
+    np.testing.assert_array_equal(y, nv.subsample_pad(x, stride, pads))
+    assert ops.subsample_pad(x.astype(np.float32), stride, pads).dtype == np.float32
+    u = _rng(11).standard_normal(y.shape)
+    gx = ops.subsample_pad_vjp(u, x.shape, stride, pads)
+    assert np.sum(y * u) == pytest.approx(np.sum(x * gx), rel=1e-12)
+    with pytest.raises(ShapeError, match="expected"):
+        ops.subsample_pad_vjp(u[..., 1:], x.shape, stride, pads)
+    with pytest.raises(ShapeError, match=">= 1"):
+        ops.subsample_pad(x, (0, 1), pads)
+
+
 def test_concat_and_adjoint():
     rng = _rng(9)
     xs = [rng.standard_normal((2, 3, 3, c)) for c in (1, 4, 2)]

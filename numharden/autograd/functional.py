@@ -184,6 +184,12 @@ def flatten(x):
     return _result(ops.flatten(xd), (x,), lambda g: accumulate(x, ops.flatten_vjp(g, xd.shape)))
 
 
+def subsample_pad(x, stride, pad_channels):
+    xd = data_of(x)
+    return _result(ops.subsample_pad(xd, stride, pad_channels), (x,), lambda g: accumulate(
+        x, ops.subsample_pad_vjp(g, xd.shape, stride, pad_channels)))
+
+
 def log_softmax(z):
     y = ops.log_softmax(data_of(z))
     return _result(y, (z,), lambda g: accumulate(z, ops.log_softmax_vjp(g, y)))

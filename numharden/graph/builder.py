@@ -137,6 +137,12 @@ class GraphBuilder:
     def concat(self, name, xs) -> str:
         return self._node(name, "concat", list(xs))
 
+    def subsample_pad(self, name, x, stride=2, pad_channels=(0, 0)) -> str:
+        """Parameter-free option-A shortcut: keep every ``stride``-th row/column, add
+        ``pad_channels`` (before, after) zero channels."""
+        return self._node(name, "subsample_pad", [x], {
+            "stride": list(_pair(stride)), "pad_channels": [int(v) for v in pad_channels]})
+
     def flatten(self, name, x) -> str:
         return self._node(name, "flatten", [x])
 

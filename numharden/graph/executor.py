@@ -277,6 +277,8 @@ def _step(node: Node, ins, params, train, is_folded, bn_stats, hook):
         return F.concat(ins, axis=-1)
     if op == "flatten":
         return F.flatten(x) if data_of(x).ndim == 4 else x
+    if op == "subsample_pad":
+        return F.subsample_pad(x, tuple(a["stride"]), tuple(a["pad_channels"]))
     if op == "log_softmax":
         return F.log_softmax(x)
     if op == "act_quant":

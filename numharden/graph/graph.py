@@ -148,6 +148,14 @@ def _flatten(node, shapes):
     return (math.prod(shapes[0]),)
 
 
+def _subsample_pad(node, shapes):
+    (s,) = shapes
+    _need_rank(node, s, 3)
+    sh, sw = _pair(node.attrs["stride"])
+    before, after = node.attrs["pad_channels"]
+    return (s[0] + before + after, -(-s[1] // sh), -(-s[2] // sw))
+
+
 # op -> (number of inputs or None for >= 2, shape rule, parameter roles and their shapes)
 OPS = {
     "conv2d": (1, _conv),
@@ -162,6 +170,7 @@ OPS = {
     "add": (2, _add),
     "concat": (None, _concat),
     "flatten": (1, _flatten),
+    "subsample_pad": (1, _subsample_pad),
     "act_quant": (1, _same),
     "log_softmax": (1, _same),
 }

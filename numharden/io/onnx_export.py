@@ -89,6 +89,17 @@ class _Writer:
             else:
                 add(h.make_node("AveragePool", x, out, name=name,
                                 count_include_pad=int(a["count_include_pad"]), **kw))
+        elif node.op == "subsample_pad":  # Slice (strided) then Pad (zero channels)
+            (sh, sw), (before, after) = a["stride"], a["pad_channels"]
+            big = np.iinfo(np.int64).max
+            add(h.make_node("Slice", [x[0], self.init(f"{name}.starts", np.zeros(2, np.int64)),
+                                      self.init(f"{name}.ends", np.full(2, big, np.int64)),
+                                      self.init(f"{name}.axes", np.array([2, 3], np.int64)),
+                                      self.init(f"{name}.steps", np.array([sh, sw], np.int64))],
+                            [f"{name}.sliced"], name=name))
+            pads = np.array([0, before, 0, 0, 0, after, 0, 0], np.int64)
+            add(h.make_node("Pad", [f"{name}.sliced", self.init(f"{name}.pads", pads)], out,
+                            name=f"{name}.pad", mode="constant"))
         else:
             op, kw = {"relu": ("Relu", {}), "global_avgpool": ("GlobalAveragePool", {}),
                       "add": ("Add", {}), "concat": ("Concat", {"axis": 1}),

@@ -104,6 +104,27 @@ def _cast(node, a):
     return a[0].astype(helper.tensor_dtype_to_np_dtype(_attr(node, "to")))
 
 
+def _constant_of_shape(node, a):
+    from onnx import numpy_helper
+    value = _attr(node, "value")
+    fill = np.zeros(1, np.float32) if value is None else numpy_helper.to_array(value).ravel()
+    return np.full(tuple(int(v) for v in np.ravel(a[0])), fill[0], fill.dtype)
+
+
+def _slice(node, a):
+    x = a[0]
+    starts, ends = np.ravel(a[1]).astype(np.int64), np.ravel(a[2]).astype(np.int64)
+    axes = (np.ravel(a[3]).astype(np.int64) if len(a) > 3 and a[3] is not None
+            else np.arange(len(starts)))
+    steps = (np.ravel(a[4]).astype(np.int64) if len(a) > 4 and a[4] is not None
+             else np.ones(len(starts), np.int64))
+    index = [slice(None)] * x.ndim
+    for ax, st, en, sp in zip(axes, starts, ends, steps):
+        # ONNX clamps out-of-range bounds as Python slicing does (INT64 max/min included)
+        index[int(ax) % x.ndim] = slice(int(st), int(en), int(sp))
+    return x[tuple(index)]
+
+
 def _axis_of(node, x):
     axis = _attr(node, "axis", 1)
     return None if x.ndim == 0 else int(axis) % max(x.ndim, 1)
@@ -143,6 +164,8 @@ FOLD = {
     "Concat": lambda n, a: np.concatenate(a, axis=_attr(n, "axis")),
     "Gather": lambda n, a: np.take(a[0], a[1].astype(np.int64), axis=_attr(n, "axis", 0)),
     "Shape": lambda n, a: np.asarray(a[0].shape, np.int64),
+    "ConstantOfShape": _constant_of_shape,
+    "Slice": _slice,
     "QuantizeLinear": _q,
     "DequantizeLinear": None,     # handled by fold() to keep the codes
     "Constant": None,             # handled by fold()

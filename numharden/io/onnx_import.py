@@ -29,7 +29,7 @@ from .onnx_fold import FOLD, QConst, fold, qrange
 ACT_OPS = {"Conv", "Gemm", "MatMul", "Add", "BatchNormalization", "Relu", "Clip", "MaxPool",
            "AveragePool", "GlobalAveragePool", "Concat", "Flatten", "Reshape", "Squeeze",
            "Identity", "Dropout", "LogSoftmax", "QuantizeLinear", "DequantizeLinear", "Div",
-           "Round", "Mul"}
+           "Round", "Mul", "Slice", "Pad"}
 META_KEY, FORMATS_KEY = "numharden:meta", "numharden:formats"
 
 
@@ -501,6 +501,72 @@ class _Importer:
         ok = len(s) == 3 and s[1:] == (1, 1) and sorted(int(a) % 4 for a in (axes or [2, 3])) == [2, 3]
         self._flatten_or_alias(node, x, ok, f"Squeeze of {s} is supported only as a flatten "
                                "of (C, 1, 1)")
+
+    def op_Slice(self, node):
+        """A strided subsample of H, W from 0 to the end (the option-A shortcut's
+        ``x[:, :, ::s, ::s]``) -> ``subsample_pad`` with no padding."""
+        x = self.act(node)
+        if len(node.input) < 3:  # opset < 10: starts/ends/axes as attributes
+            self.fail(node, "Slice with attributes (opset < 10) is not supported; export "
+                      "with opset >= 13")
+        starts = [int(v) for v in np.ravel(self.const(node, 1))]
+        ends = [int(v) for v in np.ravel(self.const(node, 2))]
+        axes = self.const(node, 3, required=False)
+        axes = list(range(len(starts))) if axes is None else [int(v) for v in np.ravel(axes)]
+        steps = self.const(node, 4, required=False)
+        steps = [1] * len(starts) if steps is None else [int(v) for v in np.ravel(steps)]
+        shape = self.shapes[x]
+        stride = {2: 1, 3: 1}
+        for ax, st, en, sp in zip(axes, starts, ends, steps):
+            ax = ax % 4
+            full = en >= (shape[ax - 1] if ax and len(shape) == 3 else 2 ** 31 - 1)
+            if len(shape) != 3 or st != 0 or not full or sp < 1 or (ax < 2 and sp != 1):
+                self.fail(node, f"Slice(axes={axes}, starts={starts}, ends={ends}, "
+                          f"steps={steps}) of {shape} is supported only as a strided "
+                          "subsample of H and W from 0 to the end (x[:, :, ::s, ::s])")
+            if ax in stride:
+                stride[ax] = sp
+        src = self.by_name.get(x)
+        if (src is not None and src.op == "subsample_pad" and src.attrs["pad_channels"] == [0, 0]
+                and self.nodes and self.nodes[-1] is src and len(self.readers[node.input[0]]) == 1
+                and all(a == 1 or b == 1 for a, b in zip(src.attrs["stride"], stride.values()))):
+            # x[:, :, ::2][..., ::2] exported as two Slices: one subsample
+            src.attrs["stride"] = [max(a, b) for a, b in zip(src.attrs["stride"], stride.values())]
+            self.shapes[x] = OPS["subsample_pad"][1](src, [self.shapes[src.inputs[0]]])
+            self.alias[node.output[0]] = x
+            return
+        self.add_node(node, "subsample_pad", [x], {"stride": [stride[2], stride[3]],
+                                                   "pad_channels": [0, 0]})
+
+    def op_Pad(self, node):
+        """Zero padding of the channel axis only -> ``subsample_pad`` (merged into the
+        Slice before it when that Slice feeds only this Pad)."""
+        x = self.act(node)
+        mode = _attr(node, "mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if len(node.input) < 2:
+            self.fail(node, "Pad with attributes (opset < 11) is not supported; export with "
+                      "opset >= 13")
+        pads = [int(v) for v in np.ravel(self.const(node, 1))]
+        value = self.const(node, 2, required=False)
+        shape = self.shapes[x]
+        if (mode != "constant" or len(pads) != 8 or len(shape) != 3
+                or any(pads[i] for i in (0, 2, 3, 4, 6, 7)) or min(pads) < 0
+                or (value is not None and float(np.ravel(value)[0]) != 0.0)
+                or (len(node.input) > 3 and node.input[3])):
+            self.fail(node, f"Pad(mode={mode}, pads={pads}) of {shape} is supported only as "
+                      "zero padding of the channel axis (the option-A shortcut's F.pad)")
+        before, after = pads[1], pads[5]
+        src = self.by_name.get(x)
+        if (src is not None and src.op == "subsample_pad" and src.attrs["pad_channels"] == [0, 0]
+                and self.nodes and self.nodes[-1] is src
+                and len(self.readers[node.input[0]]) == 1):
+            src.attrs["pad_channels"] = [before, after]
+            self.shapes[x] = OPS["subsample_pad"][1](src, [self.shapes[src.inputs[0]]])
+            self.alias[node.output[0]] = x
+            return
+        self.add_node(node, "subsample_pad", [x], {"stride": [1, 1],
+                                                   "pad_channels": [before, after]})
 
     def op_Identity(self, node):
         self.alias[node.output[0]] = self.act(node)

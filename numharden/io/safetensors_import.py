@@ -44,7 +44,7 @@ def from_safetensors(path, arch: str, *, num_classes: int = 10, input_shape=(3, 
     ----------
     path : str or Path
     arch : str
-        Zoo architecture (``lenet5, resnet20, resnet18, mobilenetv2, densenet``).
+        Zoo architecture (``lenet5, resnet20, resnet20a, resnet18, mobilenetv2, densenet``).
     num_classes : int
     input_shape : tuple of int
         (C, H, W).

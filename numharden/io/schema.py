@@ -52,6 +52,7 @@ OP_ATTRS: dict[str, dict[str, tuple]] = {
     "add": {},
     "concat": {},
     "flatten": {},
+    "subsample_pad": {"stride": _PAIR, "pad_channels": _ints(2, 0)},
     "act_quant": {"bits": (lambda v: _int(v) and 1 <= v <= 16, "an integer in [1, 16]")},
     "log_softmax": {},
 }

@@ -47,23 +47,28 @@ def lenet5(net: _Net, num_classes: int) -> str:
     return b.linear("fc3", x, num_classes)
 
 
-def _basic_block(net: _Net, prefix: str, x: str, out: int, stride: int) -> str:
+def _basic_block(net: _Net, prefix: str, x: str, out: int, stride: int,
+                 shortcut: str = "B") -> str:
     b = net.b
     y = net.act(f"{prefix}relu1", net.conv_bn(prefix, x, out, 3, stride, conv="conv1", bn="bn1"))
     y = net.conv_bn(prefix, y, out, 3, 1, conv="conv2", bn="bn2")
     if stride != 1 or b.channels(x) != out:
-        x = b.conv2d(f"{prefix}downsample.0", x, out, 1, stride=stride, bias=False)
-        x = b.batchnorm(f"{prefix}downsample.1", x)
+        if shortcut == "A":  # parameter-free: subsample, zero channels split before/after
+            extra = out - b.channels(x)
+            x = b.subsample_pad(f"{prefix}shortcut", x, stride, (extra // 2, extra - extra // 2))
+        else:
+            x = b.conv2d(f"{prefix}downsample.0", x, out, 1, stride=stride, bias=False)
+            x = b.batchnorm(f"{prefix}downsample.1", x)
     return net.act(f"{prefix}relu2", b.add(f"{prefix}add", y, x))
 
 
-def _resnet(net: _Net, num_classes: int, widths, blocks) -> str:
+def _resnet(net: _Net, num_classes: int, widths, blocks, shortcut: str = "B") -> str:
     b = net.b
     x = net.act("relu", net.conv_bn("", b.input, widths[0], 3, conv="conv1", bn="bn1"))
     for stage, (width, n) in enumerate(zip(widths, blocks), start=1):
         for i in range(n):
             stride = 2 if (stage > 1 and i == 0) else 1
-            x = _basic_block(net, f"layer{stage}.{i}.", x, width, stride)
+            x = _basic_block(net, f"layer{stage}.{i}.", x, width, stride, shortcut)
     x = b.flatten("flatten", b.global_avgpool("avgpool", x))
     return b.linear("fc", x, num_classes)
 
@@ -72,6 +77,14 @@ def resnet20(net: _Net, num_classes: int) -> str:
     """He et al. 2016 CIFAR ResNet-20 (16/32/64 channels, 3 blocks per stage; 1x1
     conv + batch-norm projection shortcuts where the shape changes)."""
     return _resnet(net, num_classes, (16, 32, 64), (3, 3, 3))
+
+
+def resnet20a(net: _Net, num_classes: int) -> str:
+    """ResNet-20 with He et al.'s option-A shortcuts: where the shape changes, the
+    shortcut subsamples by 2 and pads the new channels with zeros (``subsample_pad``), so
+    it holds no weights a fault could hit (option B's two 1x1 projections hold 2560
+    weights and two batch norms)."""
+    return _resnet(net, num_classes, (16, 32, 64), (3, 3, 3), shortcut="A")
 
 
 def resnet18(net: _Net, num_classes: int) -> str:
@@ -131,7 +144,7 @@ def densenet(net: _Net, num_classes: int, growth: int = 12, layers=(4, 4, 4),
     return b.linear("classifier", x, num_classes)
 
 
-ARCHS = {"lenet5": lenet5, "resnet20": resnet20, "resnet18": resnet18,
+ARCHS = {"lenet5": lenet5, "resnet20": resnet20, "resnet20a": resnet20a, "resnet18": resnet18,
          "mobilenetv2": mobilenetv2, "densenet": densenet}
 
 
@@ -143,7 +156,7 @@ def build(arch: str, *, input_shape=(1, 28, 28), num_classes: int = 10,
     Parameters
     ----------
     arch : str
-        One of ``lenet5, resnet20, resnet18, mobilenetv2, densenet``.
+        One of ``lenet5, resnet20, resnet20a, resnet18, mobilenetv2, densenet``.
     input_shape : tuple of int
         (C, H, W) of one input image.
     num_classes : int

@@ -1,4 +1,5 @@
-"""Shape-only ops: concatenation and flattening in PyTorch's NCHW order."""
+"""Shape-only ops: concatenation, flattening in PyTorch's NCHW order, and the strided
+subsample with channel zero-padding of option-A ResNet shortcuts."""
 
 from __future__ import annotations
 
@@ -83,3 +84,59 @@ def flatten_vjp(gy, x_shape):
         return gy
     N, H, W, C = x_shape
     return np.ascontiguousarray(gy.reshape(N, C, H, W).transpose(0, 2, 3, 1))
+
+
+def _subsample_geometry(name, shape, stride, pad_channels):
+    sh, sw = (int(v) for v in stride)
+    before, after = (int(v) for v in pad_channels)
+    if sh < 1 or sw < 1 or before < 0 or after < 0:
+        raise ShapeError(f"{name}: stride {tuple(stride)} must be >= 1 and pad_channels "
+                         f"{tuple(pad_channels)} >= 0")
+    n, h, w, c = shape
+    return sh, sw, before, after, (n, -(-h // sh), -(-w // sw), before + c + after)
+
+
+def subsample_pad(x, stride, pad_channels):
+    """Keep every ``stride``-th row and column from the first, and add zero channels:
+    ``y[n, i, j, before + c] = x[n, i*sh, j*sw, c]``, every other channel 0 (PyTorch:
+    ``F.pad(x[:, :, ::sh, ::sw], (0, 0, 0, 0, before, after))``, the option-A shortcut).
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, H, W, C), float32 or float64
+    stride : (int, int)
+    pad_channels : (int, int)
+        Zero channels added before and after the input's.
+
+    Returns
+    -------
+    y : ndarray, shape (N, ceil(H/sh), ceil(W/sw), before + C + after), x's dtype
+    """
+    x = as_float("x", x, 4)
+    sh, sw, before, after, shape = _subsample_geometry("subsample_pad", x.shape, stride,
+                                                       pad_channels)
+    y = np.zeros(shape, x.dtype)
+    y[..., before:before + x.shape[3]] = x[:, ::sh, ::sw, :]
+    return y
+
+
+def subsample_pad_vjp(gy, x_shape, stride, pad_channels):
+    """VJP of :func:`subsample_pad`: the kept positions receive ``gy``'s input channels,
+    the skipped rows/columns 0.
+
+    Returns
+    -------
+    gx : ndarray, shape ``x_shape``
+    """
+    gy = as_float("gy", gy, 4)
+    x_shape = tuple(int(v) for v in x_shape)
+    if len(x_shape) != 4:
+        raise ShapeError(f"subsample_pad_vjp: x_shape must be (N, H, W, C), found {x_shape}")
+    sh, sw, before, _, shape = _subsample_geometry("subsample_pad_vjp", x_shape, stride,
+                                                   pad_channels)
+    if gy.shape != shape:
+        raise ShapeError(f"subsample_pad_vjp: gy has shape {gy.shape}, expected {shape} for "
+                         f"x_shape {x_shape}")
+    gx = np.zeros(x_shape, gy.dtype)
+    gx[:, ::sh, ::sw, :] = gy[..., before:before + x_shape[3]]
+    return gx

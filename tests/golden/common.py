@@ -35,7 +35,7 @@ import numpy as np
 from numharden.models import build
 
 HERE = Path(__file__).resolve().parent
-ARCHS = ("lenet5", "resnet20", "resnet18", "mobilenetv2", "densenet")
+ARCHS = ("lenet5", "resnet20", "resnet20a", "resnet18", "mobilenetv2", "densenet")
 MODES = ("float", "fakequant")
 NUM_CLASSES = 10
 BATCH = 4

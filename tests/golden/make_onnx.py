@@ -2,9 +2,10 @@
 
 Usage (repository root; needs ``torch`` and ``onnx``, which the tests never import)::
 
-    python tests/golden/make_onnx.py
+    python tests/golden/make_onnx.py              # every architecture
+    python tests/golden/make_onnx.py resnet20a    # some
 
-For LeNet-5, ResNet-20, MobileNetV2 and DenseNet-BC (reduced widths and 16x16 inputs
+For LeNet-5, ResNet-20 (option-B and option-A shortcuts), MobileNetV2 and DenseNet-BC (reduced widths and 16x16 inputs
 for the CIFAR nets, so every file stays small) this writes ``onnx/<arch>_<mode>.onnx``
 exported by ``torch.onnx.export`` (TorchScript exporter, opset 13, eval mode, dynamic
 batch) and ``onnx/<arch>_<mode>.npz`` with the input ``x`` and PyTorch's float32
@@ -111,14 +112,27 @@ class LeNet5(Net):
         return self.fc3(self.act("r4", self.fc2(x)))
 
 
+class OptionA(nn.Module):
+    """He et al.'s parameter-free shortcut as the common CIFAR ResNet code writes it."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.stride, self.pad = stride, (cout - cin) // 2
+
+    def forward(self, x):
+        return F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.pad, self.pad))
+
+
 class Block(nn.Module):
-    def __init__(self, net, cin, cout, stride, key):
+    def __init__(self, net, cin, cout, stride, key, shortcut="B"):
         super().__init__()
         self.net, self.key = [net], key
         self.conv1, self.bn1 = net.conv(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
         self.conv2, self.bn2 = net.conv(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
         self.down = None
-        if stride != 1 or cin != cout:
+        if (stride != 1 or cin != cout) and shortcut == "A":
+            self.down = OptionA(cin, cout, stride)
+        elif stride != 1 or cin != cout:
             self.down = nn.Sequential(net.conv(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x):
@@ -129,13 +143,16 @@ class Block(nn.Module):
 
 
 class ResNet20(Net):
+    shortcut = "B"
+
     def __init__(self, q, widths=(8, 16, 32)):
         super().__init__(q)
         self.conv1, self.bn1 = self.conv(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0])
         blocks, cin = [], widths[0]
         for s, w in enumerate(widths):
             for i in range(3):
-                blocks.append(Block(self, cin, w, 2 if s and not i else 1, f"b{s}{i}"))
+                blocks.append(Block(self, cin, w, 2 if s and not i else 1, f"b{s}{i}",
+                                    self.shortcut))
                 cin = w
         self.blocks = nn.ModuleList(blocks)
         self.fc = self.linear(widths[-1], 10)
@@ -146,6 +163,10 @@ class ResNet20(Net):
             x = b(x)
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
+
+
+class ResNet20A(ResNet20):
+    shortcut = "A"  # option-A shortcuts: Slice (x[:, :, ::2, ::2]) + Pad in ONNX
 
 class MobileNetV2(Net):
     CFG = ((1, 8, 1, 1), (6, 12, 2, 2), (6, 16, 2, 2))
@@ -213,6 +234,7 @@ class DenseNet(Net):
 
 
 NETS = {"lenet5": (LeNet5, (1, 28, 28), "uint8"), "resnet20": (ResNet20, (3, 16, 16), "int8/ch"),
+        "resnet20a": (ResNet20A, (3, 16, 16), "int8/ch"),
         "mobilenetv2": (MobileNetV2, (3, 16, 16), "int8/ch"),
         "densenet": (DenseNet, (3, 16, 16), "int8")}
 
@@ -245,7 +267,8 @@ def make(arch: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
+    import sys
     OUT.mkdir(exist_ok=True)
-    for arch in NETS:
+    for arch in sys.argv[1:] or NETS:
         for mode in ("float", "qdq"):
             make(arch, mode)

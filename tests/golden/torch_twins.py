@@ -69,8 +69,21 @@ class LeNet5(nn.Module):
 
 
 # -- ResNets (CIFAR form) ----------------------------------------------------------------
+class OptionA(nn.Module):
+    """He et al.'s parameter-free shortcut, as in the common CIFAR ResNet code."""
+
+    def __init__(self, cin, out, stride):
+        super().__init__()
+        self.stride, self.before = stride, (out - cin) // 2
+        self.after = out - cin - self.before
+
+    def forward(self, x):
+        return F.pad(x[:, :, ::self.stride, ::self.stride],
+                     (0, 0, 0, 0, self.before, self.after))
+
+
 class BasicBlock(nn.Module):
-    def __init__(self, cin, out, stride, abits):
+    def __init__(self, cin, out, stride, abits, shortcut="B"):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, out, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out)
@@ -78,7 +91,9 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(out, out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out)
         self.downsample = None
-        if stride != 1 or cin != out:
+        if (stride != 1 or cin != out) and shortcut == "A":
+            self.shortcut = OptionA(cin, out, stride)
+        elif stride != 1 or cin != out:
             self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False),
                                             nn.BatchNorm2d(out))
         self.relu2_q = _aq(abits)
@@ -87,11 +102,13 @@ class BasicBlock(nn.Module):
         y = _act(self.bn1(self.conv1(x)), self.relu1_q)
         y = self.bn2(self.conv2(y))
         sc = x if self.downsample is None else self.downsample(x)
+        if hasattr(self, "shortcut"):
+            sc = self.shortcut(x)
         return _act(y + sc, self.relu2_q)
 
 
 class ResNet(nn.Module):
-    def __init__(self, shape, num_classes, abits, widths, blocks):
+    def __init__(self, shape, num_classes, abits, widths, blocks, shortcut="B"):
         super().__init__()
         self.conv1 = nn.Conv2d(shape[0], widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -100,7 +117,8 @@ class ResNet(nn.Module):
         for stage, (width, n) in enumerate(zip(widths, blocks), start=1):
             layer = []
             for i in range(n):
-                layer.append(BasicBlock(cin, width, 2 if stage > 1 and i == 0 else 1, abits))
+                layer.append(BasicBlock(cin, width, 2 if stage > 1 and i == 0 else 1, abits,
+                                        shortcut))
                 cin = width
             setattr(self, f"layer{stage}", nn.Sequential(*layer))
         self.nstages = len(widths)
@@ -238,6 +256,8 @@ def torch_net(arch: str, shape, num_classes: int, abits) -> nn.Module:
         return LeNet5(shape, num_classes, abits)
     if arch == "resnet20":
         return ResNet(shape, num_classes, abits, (16, 32, 64), (3, 3, 3))
+    if arch == "resnet20a":
+        return ResNet(shape, num_classes, abits, (16, 32, 64), (3, 3, 3), shortcut="A")
     if arch == "resnet18":
         return ResNet(shape, num_classes, abits, (64, 128, 256, 512), (2, 2, 2, 2))
     if arch == "mobilenetv2":
