@@ -98,12 +98,18 @@ def _variation_sweep(common: dict, swept: dict, ber, ber_range, opts: dict):
 
 
 def default_out(spec, cfg, checksum: str) -> Path:
-    """A store folder named after the campaign, so the same command resumes it."""
-    from numharden.campaign.store import identity_spec
-    blob = json.dumps({"spec": identity_spec(spec.describe()), "config": cfg.to_dict(),
-                       "model": checksum}, sort_keys=True, default=str)
-    stem = Path(spec.model).stem
-    return Path("numharden-runs") / f"sweep-{stem}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+    """A store folder named after the campaign's identity (not its plan), so the same
+    command resumes it and one with more trials or BERs extends it. A folder named the
+    way earlier versions did (plan included) is used when it exists."""
+    from numharden.campaign.store import identity_config, identity_spec
+
+    def name(config: dict) -> Path:
+        blob = json.dumps({"spec": identity_spec(spec.describe()), "config": config,
+                           "model": checksum}, sort_keys=True, default=str)
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
+        return Path("numharden-runs") / f"sweep-{Path(spec.model).stem}-{digest}"
+    new, old = name(identity_config(cfg.to_dict())), name(cfg.to_dict())
+    return old if old.is_dir() and not new.exists() else new
 
 
 @handle_errors

@@ -264,3 +264,54 @@ def test_extra_result_fields_are_stored(tmp_path):
     recs = read_records(tmp_path / "e")
     assert recs[(None, 1e-5, 1)]["extra"] == {"flipped_bits": [1, 1]}
     assert math.isclose(summarize(tmp_path / "e").rows[0].trials, 2)
+
+
+def test_more_trials_and_rates_extend_a_store(tmp_path):
+    """Issue 10 item 4: a larger plan reuses the finished trials and runs only new ones;
+    the result equals a fresh run of that plan; a smaller plan runs nothing."""
+    small = CampaignConfig(bers=[1e-4], trials=4, seed=5)
+    big = CampaignConfig(bers=[1e-4, 1e-3], trials=7, seed=5)
+    run_campaign(SPEC, small, tmp_path / "s")
+    first = read_records(tmp_path / "s")
+    ran = []
+    res = run_campaign(SPEC, big, tmp_path / "s", progress=ran.append)
+    assert sorted((p.ber, p.trial) for p in ran) == \
+        [(1e-4, t) for t in range(4, 7)] + [(1e-3, t) for t in range(7)]
+    after = read_records(tmp_path / "s")
+    assert all(after[k] == rec for k, rec in first.items())  # old trials untouched
+    fresh = run_campaign(SPEC, big, tmp_path / "f")
+    assert res.rows == fresh.rows and results_of(after) == results_of(read_records(tmp_path / "f"))
+    head = json.loads((tmp_path / "s" / "campaign.json").read_text())
+    assert head["config"]["bers"] == [1e-4, 1e-3] and head["config"]["trials"] == 7
+    assert res.campaign_key == fresh.campaign_key  # one identity for every plan
+    ran.clear()
+    again = run_campaign(SPEC, small, tmp_path / "s", progress=ran.append)
+    assert ran == [] and [r.trials for r in again.rows] == [4]
+    assert again.rows == run_campaign(SPEC, small, tmp_path / "f4").rows
+    assert [r.trials for r in summarize(tmp_path / "s").rows] == [7, 7]  # header: union
+    # an adaptive plan continues from the stored trials as its first rounds
+    adapt = CampaignConfig(bers=[1e-4, 1e-3], trials=4, seed=5, ci_width=0.004,
+                           max_trials=13, round_size=3)
+    ran.clear()
+    res = run_campaign(SPEC, adapt, tmp_path / "s", progress=ran.append)
+    assert res.rows == run_campaign(SPEC, adapt, tmp_path / "fa").rows
+    assert all(p.trial >= 7 for p in ran)
+
+
+def test_a_store_from_before_plan_free_keys_still_extends(tmp_path):
+    """Headers whose key hashed the whole config (numharden before extension) open, run a
+    larger plan with their own key on the records, and keep their header."""
+    from numharden.campaign.store import _key
+    small = CampaignConfig(bers=[1e-4], trials=3, seed=5)
+    run_campaign(SPEC, small, tmp_path / "s")
+    head_path = tmp_path / "s" / "campaign.json"
+    head = json.loads(head_path.read_text())
+    old_key = _key(head["config"], head["spec"], head["model_checksum"])
+    head["campaign_key"] = old_key
+    head_path.write_text(json.dumps(head))
+    for f in (tmp_path / "s" / "records").iterdir():
+        f.unlink()
+    res = run_campaign(SPEC, CampaignConfig(bers=[1e-4], trials=5, seed=5), tmp_path / "s")
+    assert res.campaign_key == old_key and [r.trials for r in res.rows] == [5]
+    assert {r["key"] for r in read_records(tmp_path / "s").values()} == {old_key}
+    assert json.loads(head_path.read_text())["config"]["trials"] == 3

@@ -138,7 +138,7 @@ def test_edited_header_is_detected(tmp_path):
     _store(tmp_path / "c")
     head = tmp_path / "c" / "campaign.json"
     h = json.loads(head.read_text())
-    h["config"]["trials"] = 999  # hand edit without updating the key
+    h["config"]["seed"] = 999  # hand edit without updating the key
     head.write_text(json.dumps(h))
     with pytest.raises(FormatError, match="campaign_key does not match"):
         CampaignStore.open(tmp_path / "c")
@@ -150,10 +150,10 @@ def test_edited_header_is_detected(tmp_path):
 
 def test_refuses_a_different_campaign(tmp_path):
     _store(tmp_path / "c")
-    with pytest.raises(ConfigError, match=r"trials: stored 4, requested 5.*new --out"):
-        _store(tmp_path / "c", cfg=CampaignConfig(bers=[1e-5, 1e-4], trials=5, seed=3))
-    with pytest.raises(ConfigError, match=r"bers: stored .*seed: stored 3, requested 4"):
+    with pytest.raises(ConfigError, match=r"seed: stored 3, requested 4.*new --out"):
         _store(tmp_path / "c", cfg=CampaignConfig(bers=[1e-5], trials=4, seed=4))
+    with pytest.raises(ConfigError, match=r"groups: stored None, requested \['a'\]"):
+        _store(tmp_path / "c", cfg=CampaignConfig(bers=[1e-5], trials=4, seed=3, groups=["a"]))
     with pytest.raises(ConfigError, match=r"spec.hit_prob: stored 0.01, requested 0.02"):
         _store(tmp_path / "c", spec=SyntheticSpec(n_images=100, hit_prob=0.02))
     with pytest.raises(ConfigError, match="model checksum.*the model changed"):

@@ -202,3 +202,27 @@ def test_one_sweep_trial_is_reproduced_by_inject_with_its_record_seed(fx, tmp_pa
         r = runner.invoke(app, ["eval", str(out), *data, "--json"])
         assert r.exit_code == 0, r.output
         assert json.loads(r.stdout.strip().splitlines()[-1])["correct"] == rec["correct"]
+
+
+def test_sweep_with_more_trials_or_rates_extends_the_default_store(fx, tmp_path, monkeypatch):
+    """Issue 10 item 4 from the command line: the default --out is named by the campaign's
+    identity, so adding trials or a BER reuses every finished trial."""
+    monkeypatch.chdir(tmp_path)
+    base = ["sweep", str(fx / "m.h5"), "--data", str(fx / "good.npz"), "--no-plot", "--json"]
+
+    def run(*extra):
+        r = runner.invoke(app, [*base, *extra])
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    a = run("--ber", "1e-3", "--trials", "2")
+    b = run("--ber", "1e-3", "--ber", "3e-3", "--trials", "3")
+    assert a["store"] == b["store"] and a["campaign_key"] == b["campaign_key"]
+    assert [(r["ber"], r["trials"]) for r in b["rows"]] == [(1e-3, 3), (3e-3, 3)]
+    assert b["n_records"] == 1 + 3 + 3  # baseline + both cells, nothing run twice
+    stores = list((tmp_path / "numharden-runs").iterdir())
+    assert len(stores) == 1
+    recs = CampaignStore.open(stores[0]).load()
+    assert recs.duplicates == 0 and len(recs.records) == 7
+    r = runner.invoke(app, [*base, "--ber", "1e-3", "--trials", "2", "--seed", "1",
+                            "--out", a["store"]])
+    _refused(r, "holds a different campaign", "seed: stored 0, requested 1")

@@ -190,15 +190,19 @@ def summarize_records(config: CampaignConfig, records: dict) -> tuple[float | No
     return baseline_acc, rows, complete
 
 
-def summarize(store) -> CampaignResult:
-    """Summarise a :class:`~numharden.campaign.store.CampaignStore` (or its path)."""
+def summarize(store, config: CampaignConfig | None = None) -> CampaignResult:
+    """Summarise a :class:`~numharden.campaign.store.CampaignStore` (or its path).
+
+    ``config`` gives the plan to report (its BERs and trial counts; the run that asked
+    for it); default the store's header, which covers every plan run into the store."""
     from .store import CampaignStore
     if not isinstance(store, CampaignStore):
         store = CampaignStore.open(store)
+    config = store.config if config is None else config
     loaded = store.load()
-    baseline_acc, rows, complete = summarize_records(store.config, loaded.records)
+    baseline_acc, rows, complete = summarize_records(config, loaded.records)
     h = store.header
-    return CampaignResult(config=store.config, campaign_key=store.key, spec=h["spec"],
+    return CampaignResult(config=config, campaign_key=store.key, spec=h["spec"],
                           model_checksum=h["model_checksum"], baseline_acc=baseline_acc,
                           rows=rows, complete=complete, n_records=len(loaded.records),
                           store=str(store.path), torn=list(loaded.torn))

@@ -85,7 +85,10 @@ def run_campaign(spec, config: CampaignConfig, out, *, workers: int | None = Non
     config : CampaignConfig
         BERs, trials, seed, stopping rule, groups.
     out : str or Path
-        Store directory; created if missing, resumed if it holds the same campaign.
+        Store directory; created if missing, resumed if it holds the same campaign. A
+        store of the same campaign with another plan (fewer or more trials or BERs, a
+        stopping rule) is extended: its finished trials are reused, only missing ones
+        run (see :mod:`numharden.campaign.store`).
     workers : int, optional
         Local processes (1 or None: run in this process).
     scheduler : str, optional
@@ -105,7 +108,8 @@ def run_campaign(spec, config: CampaignConfig, out, *, workers: int | None = Non
     Returns
     -------
     CampaignResult
-        Summary of everything in the store (all shards present in it, not only this run).
+        Summary of this ``config``'s plan over everything in the store (all shards
+        present in it, not only this run).
 
     Raises
     ------
@@ -147,7 +151,7 @@ def run_campaign(spec, config: CampaignConfig, out, *, workers: int | None = Non
                                           task[1], task[2], res["correct"] / res["n_images"]))
                 backend.submit(planner.take())
     assert planner.finished(), "planner left trials unissued"
-    return summarize(store)
+    return summarize(store, config)
 
 
 def merge_stores(sources, out) -> CampaignResult:

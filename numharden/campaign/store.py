@@ -5,12 +5,22 @@ Layout of a store directory::
     OUT/campaign.json                 header, written once, atomically
     OUT/records/<host>-<pid>-<rand>.jsonl   one append-only file per writer process
 
-``campaign.json`` holds the full :class:`~numharden.campaign.spec.CampaignConfig`, the
+``campaign.json`` holds the :class:`~numharden.campaign.spec.CampaignConfig`, the
 trial spec's description, the model checksum and the *campaign key* (first 16 hex
-digits of the SHA-256 of those three). It is written to a unique temporary file,
-fsync'd and then hard-linked into place, so it either exists whole or not at all, and
-two processes creating the same store at once cannot overwrite each other (``link``
-fails on an existing name, also over NFS).
+digits of the SHA-256 of the *identity*: the spec, the model checksum and the parts of
+the configuration that decide what a trial computes -- seed and groups -- but not the
+plan, :data:`PLAN_KEYS`: which BERs, how many trials, when to stop). It is written to a
+unique temporary file, fsync'd and then hard-linked into place, so it either exists
+whole or not at all, and two processes creating the same store at once cannot
+overwrite each other (``link`` fails on an existing name, also over NFS).
+
+**Extension.** A trial's seed depends only on (campaign seed, BER, trial index, group),
+so the records of a store answer any plan of the same identity. Opening a store with
+more trials, more BERs or another stopping rule is therefore an *extension*: the
+finished trials are reused, only the missing ones run, and the header's config is
+replaced (atomically, by rename) by the union of both plans (all BERs, the larger
+trial counts), which is what :func:`~numharden.campaign.result.summarize` reports
+when it is given no plan of its own.
 
 Every finished trial becomes one line ``<json>\\t<crc32 hex>\\n`` appended to the
 writer's own file with a single ``write`` and fsync'd before the next trial is recorded,
@@ -45,7 +55,7 @@ from ..errors import ConfigError, FormatError
 from .spec import RESULT_FIELDS, CampaignConfig, canonical_json
 
 __all__ = ["CampaignStore", "RecordWriter", "LoadedRecords", "HEADER_NAME", "RECORDS_DIR",
-           "INFO_KEYS", "identity_spec", "campaign_key", "record_key", "same_result", "worker_id"]
+           "INFO_KEYS", "PLAN_KEYS", "identity_spec", "identity_config", "campaign_key", "record_key", "same_result", "worker_id"]
 
 HEADER_NAME = "campaign.json"
 RECORDS_DIR = "records"
@@ -59,6 +69,9 @@ _META_FIELDS = ("key", "group", "ber", "trial", "seed", "duration", "worker", "t
 # model and data are identified by content (model checksum, the spec's data digest), so
 # a store resumes and merges from any working directory or mount point.
 INFO_KEYS = ("paths",)
+# Config members that plan a campaign (which trials to run, how to report them) without
+# changing what any one trial computes: a store extends across them.
+PLAN_KEYS = ("bers", "trials", "ci_width", "max_trials", "round_size", "confidence")
 # Before content identity, specs carried the paths as typed under these keys.
 _LEGACY_PATH_KEYS = ("model", "data")
 
@@ -71,12 +84,37 @@ def identity_spec(spec: dict) -> dict:
     return {k: v for k, v in spec.items() if k not in drop}
 
 
+def identity_config(config: dict) -> dict:
+    """The part of a config dict that decides what a trial computes (without
+    :data:`PLAN_KEYS`)."""
+    return {k: v for k, v in config.items() if k not in PLAN_KEYS}
+
+
 def campaign_key(config: dict, spec: dict, model_checksum: str) -> str:
-    """16-hex-digit identity of a campaign: SHA-256 of its canonical configuration
-    (the spec without its informational members, see :data:`INFO_KEYS`)."""
+    """16-hex-digit identity of a campaign: SHA-256 of its identity configuration (see
+    :func:`identity_config`), its spec without informational members (:data:`INFO_KEYS`)
+    and the model checksum. The same for every plan (BERs, trial counts) of a campaign."""
+    return _key(identity_config(config), spec, model_checksum)
+
+
+def _key(config: dict, spec: dict, model_checksum: str) -> str:
     spec = {k: v for k, v in spec.items() if k not in INFO_KEYS}
     blob = canonical_json({"config": config, "spec": spec, "model_checksum": model_checksum})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def union_plan(stored: dict, requested: dict) -> dict:
+    """Config dict covering both plans: the stored BERs then the new ones, the larger
+    trial counts, the requested stopping rule and confidence."""
+    out = dict(requested)
+    out["bers"] = list(stored["bers"]) + [b for b in requested["bers"]
+                                          if b not in stored["bers"]]
+    out["trials"] = max(stored["trials"], requested["trials"])
+    if stored.get("max_trials") is not None and requested.get("max_trials") is not None:
+        out["max_trials"] = max(stored["max_trials"], requested["max_trials"])
+    if out.get("ci_width") is None:  # a fixed plan: no adaptive leftovers
+        out["max_trials"] = out["round_size"] = None
+    return out
 
 
 def record_key(rec: dict) -> tuple:
@@ -211,8 +249,34 @@ class CampaignStore:
             cls._write_header(path, header)
         store = cls(path, cls._read_header(head))
         store._check_matches(wanted)
+        store._extend(wanted["config"])
         (path / RECORDS_DIR).mkdir(exist_ok=True)
         return store
+
+    def _extend(self, requested: dict) -> None:
+        """Record a larger plan in the header (see the module docstring). Stores written
+        before plan-independent keys keep their header; they still run any plan."""
+        stored = self.header["config"]
+        plan = json.loads(canonical_json(union_plan(stored, requested)))
+        if plan == stored or self.key != campaign_key(stored, self.header["spec"],
+                                                      self.header["model_checksum"]):
+            return
+        try:
+            CampaignConfig.from_dict(plan)
+        except ConfigError:
+            return  # plans that cannot be combined: each run reports its own
+        header = dict(self.header, config=plan)
+        tmp = self.path / f"{HEADER_NAME}.tmp-{_host()}-{os.getpid()}-{secrets.token_hex(8)}"
+        data = (json.dumps(header, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path / HEADER_NAME)
+        _fsync_dir(self.path)
+        self.header, self.config = header, CampaignConfig.from_dict(plan)
 
     @staticmethod
     def _check_empty(path: Path) -> bool:
@@ -309,6 +373,7 @@ class CampaignStore:
                 {k: header[k] for k in ("config", "spec", "model_checksum")}).encode()
             ).hexdigest()[:16]   # headers written before INFO_KEYS existed
             if header["campaign_key"] not in (legacy, campaign_key(
+                    header["config"], header["spec"], header["model_checksum"]), _key(
                     header["config"], header["spec"], header["model_checksum"])):
                 raise ValueError("campaign_key does not match the stored configuration")
         except (ValueError, TypeError) as exc:
@@ -320,7 +385,8 @@ class CampaignStore:
                     requested: str = "requested") -> list:
         """Human-readable differences between this header and ``wanted`` (a dict with
         ``config``, ``spec`` and ``model_checksum``); empty when they are the same."""
-        diffs = _dict_diff("", self.header["config"], wanted["config"], stored, requested)
+        diffs = _dict_diff("", identity_config(self.header["config"]),
+                           identity_config(wanted["config"]), stored, requested)
         diffs += _dict_diff("spec", identity_spec(self.header["spec"]),
                             identity_spec(wanted["spec"]), stored, requested)
         if self.header["model_checksum"] != wanted["model_checksum"]:
